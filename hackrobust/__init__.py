@@ -1,0 +1,3 @@
+"""hackrobust: learning when the training data lies."""
+
+__version__ = "0.1.0"
