@@ -1,0 +1,6 @@
+"""Methods: small subclasses of `BaseMethod` that differ only where their papers differ."""
+
+from hackrobust.methods.base import BaseMethod
+from hackrobust.methods.erm import ERM
+
+__all__ = ["ERM", "BaseMethod"]

@@ -1,0 +1,46 @@
+# Every target creates the virtual environment first if needed: `make demo` and `make test`
+# are the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-full lint format demo sweep clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the package with its dev tools
+
+test: $(STAMP) ## Run the default test suite (no slow tests, no network); "no tests" is a failure
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-full: $(STAMP) ## Run every test, slow ones included
+	@$(BIN)/python -m pytest -m "slow or not slow"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP) ## Check style with ruff
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Format and fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: $(STAMP) ## Train ERM on mnist_cc built from bundled digits (offline) and write the CSV
+	$(BIN)/python -m hackrobust.train experiment=quickstart
+
+sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickstart
+	$(BIN)/python -m hackrobust.train -m experiment=quickstart seed=0,1,2
+
+clean: ## Remove run outputs and caches (not .venv, not the dataset cache)
+	rm -rf logs outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +

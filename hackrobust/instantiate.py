@@ -1,0 +1,24 @@
+"""Build the named entries of a config dict (callbacks, loggers) that carry a `_target_`."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_entries(cfg: DictConfig | None) -> list:
+    """Instantiate every value of `cfg` that has a `_target_`; entries set to null are skipped."""
+    if not cfg:
+        return []
+    if not isinstance(cfg, DictConfig):
+        raise TypeError(f"expected a dict of named entries, got {type(cfg).__name__}")
+    built = []
+    for name, entry in cfg.items():
+        if isinstance(entry, DictConfig) and "_target_" in entry:
+            log.info("Instantiating %s <%s>", name, entry._target_)
+            built.append(hydra.utils.instantiate(entry))
+    return built

@@ -1,0 +1,162 @@
+"""The LightningModule every method subclasses: shared step, metrics, optimizers, predict.
+
+A method overrides `compute_loss(batch)`; the rest (the multi-head model, per-head accuracy,
+the target set's reading-only metrics, `predict_step`) lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from hackrobust.metrics import GroupAccuracy
+
+
+class BaseMethod(L.LightningModule):
+    """Owns the model (logits (B, heads, classes)), the metrics and `predict_step`.
+
+    Args:
+        model: a model factory (Hydra partial) called with input_shape, num_classes, num_heads.
+        optimizer: an optimizer factory (Hydra partial) called with the parameters.
+        scheduler: optional LR scheduler factory called with the optimizer (stepped per epoch).
+        num_heads: heads on the shared trunk; the head used for the CSV is `chosen_head`.
+        group_names: names of the target set's groups (feature combinations), for logging.
+    """
+
+    uses_unlabeled = False  # methods that read unlabeled batches set this
+
+    def __init__(
+        self,
+        model: Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        *,
+        input_shape: Sequence[int],
+        num_classes: int,
+        num_heads: int = 1,
+        group_names: Sequence[str] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        self.net = model(
+            input_shape=tuple(input_shape), num_classes=num_classes, num_heads=num_heads
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.num_heads = num_heads
+        self.group_names = list(group_names or [])
+        # The head the submission uses; a buffer so checkpoints carry it.
+        self.register_buffer("chosen_head", torch.tensor(0))
+
+        def accuracies() -> nn.ModuleList:
+            return nn.ModuleList(
+                MulticlassAccuracy(num_classes, average="micro") for _ in range(num_heads)
+            )
+
+        self.accuracy = nn.ModuleDict({s: accuracies() for s in ("train", "val", "target")})
+        self.target_group_accuracy = nn.ModuleList(
+            GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # ---- the one hook methods override --------------------------------------------------------
+
+    def compute_loss(
+        self, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Return (loss, labeled logits (B, heads, classes), extra scalars to log)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def heads_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean over heads of each head's cross-entropy: (B, H, K), (B,) -> scalar."""
+        heads = logits.shape[1]
+        return F.cross_entropy(logits.flatten(0, 1), y.repeat_interleave(heads))
+
+    # ---- steps ---------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, logits, extras = self.compute_loss(batch)
+        labeled = batch["labeled"]
+        self._update_accuracy("train", logits, labeled["y"])
+        size = len(labeled["y"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in extras.items()}, batch_size=size)
+        self._log_accuracy("train", on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        stage = self.trainer.datamodule.val_stage_names[dataloader_idx]
+        logits = self(batch["x"])
+        y = batch["y"]
+        self.log(
+            f"{stage}/loss",
+            self.heads_cross_entropy(logits, y),
+            batch_size=len(y),
+            add_dataloader_idx=False,
+            prog_bar=stage == "val",
+        )
+        self._update_accuracy(stage, logits, y)
+        self._log_accuracy(stage, add_dataloader_idx=False)
+        if stage == "target":
+            for head, metric in enumerate(self.target_group_accuracy):
+                metric.update(logits[:, head].argmax(-1), y, batch["group"])
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.group_names or self.trainer.sanity_checking:
+            return
+        for head, metric in enumerate(self.target_group_accuracy):
+            if not bool(metric.total.sum()):
+                continue
+            per_group = metric.compute()
+            suffix = f"_head{head}" if self.num_heads > 1 else ""
+            seen = ~torch.isnan(per_group)
+            self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
+            self.log_dict(
+                {
+                    f"target/group_acc{suffix}/{name}": acc
+                    for name, acc, ok in zip(self.group_names, per_group, seen, strict=True)
+                    if ok
+                }
+            )
+            metric.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        return {"idx": batch["idx"], "probs": self(batch["x"]).float().softmax(dim=-1)}
+
+    # ---- metrics -------------------------------------------------------------------------------
+
+    def _update_accuracy(self, stage: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        for head, metric in enumerate(self.accuracy[stage]):
+            metric.update(logits[:, head].detach(), y)
+
+    def _log_accuracy(self, stage: str, **kwargs) -> None:
+        metrics = self.accuracy[stage]
+        # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
+        self.log(
+            f"{stage}/acc", metrics[int(self.chosen_head)], prog_bar=stage != "train", **kwargs
+        )
+        if self.num_heads > 1:
+            for head, metric in enumerate(metrics):
+                self.log(f"{stage}/acc_head{head}", metric, **kwargs)
+
+    # ---- optimisation --------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "interval": "epoch",
+            },
+        }

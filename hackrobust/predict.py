@@ -1,0 +1,59 @@
+"""The predict stage: target-set probabilities in `X_val` order, then the submission files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from hackrobust.data.datamodule import HackathonDataModule
+from hackrobust.submission import save_predictions, write_submission
+
+log = logging.getLogger(__name__)
+
+
+def predict_target(
+    trainer: L.Trainer, method: L.LightningModule, datamodule: HackathonDataModule, ckpt_path=None
+) -> np.ndarray:
+    """Probabilities (N_target, heads, classes) in target row order, gathered over all ranks.
+
+    Rows are placed by the `idx` each batch carries, so sampler order and the padding a
+    distributed sampler adds never shift a label onto the wrong row.
+    """
+    outputs = trainer.predict(method, datamodule=datamodule, ckpt_path=ckpt_path)
+    idx = torch.cat([o["idx"] for o in outputs])
+    probs = torch.cat([o["probs"] for o in outputs])
+    if trainer.world_size > 1:
+        idx = trainer.strategy.all_gather(idx).flatten()
+        probs = trainer.strategy.all_gather(probs).flatten(0, 1)
+    n_target = len(datamodule.target_set)
+    placed = np.full((n_target, *probs.shape[1:]), np.nan, dtype=np.float32)
+    placed[idx.cpu().numpy()] = probs.cpu().numpy()
+    if np.isnan(placed).any():
+        missing = np.flatnonzero(np.isnan(placed).any(axis=(1, 2)))
+        raise RuntimeError(
+            f"the predict stage missed {len(missing)} target rows, e.g. {missing[:5]}"
+        )
+    return placed
+
+
+def write_outputs(
+    probs: np.ndarray,
+    label_values: np.ndarray,
+    head: int,
+    submission_path: str | Path,
+    predictions_path: str | Path | None,
+    overwrite: bool,
+) -> Path:
+    """Write the CSV (labels of `head`, in label values) and the per-head probabilities."""
+    labels = label_values[probs[:, head].argmax(axis=-1)]
+    path = write_submission(labels, submission_path, label_values=label_values, overwrite=overwrite)
+    if predictions_path:
+        save_predictions(
+            predictions_path, probs, label_values, overwrite=overwrite, head=np.int64(head)
+        )
+    log.info("Wrote %d labels (head %d) to %s", len(labels), head, path)
+    return path

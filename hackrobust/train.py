@@ -1,0 +1,110 @@
+"""`python -m hackrobust.train`: compose the config, train, predict the target set, write the CSV.
+
+`train(cfg)` is a plain function (tests and notebooks call it); `main` is the thin Hydra wrapper
+that returns the optimized metric so sweepers can use it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from hackrobust.config import CONFIG_DIR, print_config
+from hackrobust.instantiate import instantiate_entries
+from hackrobust.predict import predict_target, write_outputs
+from hackrobust.submission import SubmissionExistsError
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Fit `cfg.method` on `cfg.dataset`, then write the submission. Returns (metrics, objects)."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    submission = cfg.submission
+    if Path(submission.path).exists() and not submission.overwrite:
+        # Fail before training: an existing submission is never replaced silently.
+        raise SubmissionExistsError(submission.path)
+
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    log.info(
+        "Dataset: input %s, label values %s, %d labeled / %d unlabeled / %d target",
+        datamodule.input_shape,
+        datamodule.label_values.tolist(),
+        len(datamodule.data.y_labeled),
+        len(datamodule.data.x_unlabeled),
+        len(datamodule.data.x_target),
+    )
+    method = hydra.utils.instantiate(
+        cfg.method,
+        model=hydra.utils.instantiate(cfg.model),
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+        group_names=datamodule.group_names if datamodule.data.has_answer_key else None,
+    )
+    datamodule.with_unlabeled = method.uses_unlabeled
+
+    callbacks = instantiate_entries(cfg.get("callbacks"))
+    loggers = instantiate_entries(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        probs = predict_target(trainer, method, datamodule, ckpt_path=best or None)
+        head = int(method.chosen_head)
+        if trainer.is_global_zero:
+            write_outputs(
+                probs,
+                datamodule.label_values,
+                head,
+                submission.path,
+                submission.get("predictions_path"),
+                submission.overwrite,
+            )
+        if datamodule.data.has_answer_key:
+            truth = datamodule.to_class_index(datamodule.data.y_target)
+            metrics["target/final_acc"] = float((probs[:, head].argmax(-1) == truth).mean())
+            log.info(
+                "Target accuracy (answer key, reading only): %.4f", metrics["target/final_acc"]
+            )
+    finally:
+        _finish_wandb(trainer)
+
+    objects = {"cfg": cfg, "datamodule": datamodule, "method": method, "trainer": trainer}
+    return metrics, objects | {"probs": probs}
+
+
+def _finish_wandb(trainer: L.Trainer) -> None:
+    """Close the W&B run, or every job of a multirun would log into the first one."""
+    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
+        import wandb
+
+        wandb.finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    print_config(cfg)
+    metrics, _ = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
+    value = metrics[name]
+    return value if math.isfinite(value) else None
+
+
+if __name__ == "__main__":
+    main()

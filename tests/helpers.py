@@ -1,0 +1,49 @@
+"""Compose the project's Hydra config the way `python -m hackrobust.train` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from hackrobust.config import CONFIG_DIR
+
+# Tiny sizes for generated datasets: enough rows for every class and group, seconds to train.
+TINY = [
+    "dataset.generator.n_labeled=96",
+    "dataset.generator.n_unlabeled=128",
+    "dataset.generator.n_target=64",
+]
+
+
+def options(group: str) -> list[str]:
+    """The selectable options of a config group (files starting with _ are shared bases)."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
+    """The composed `train` config with Hydra's runtime set, writing into `output_dir`."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[f"paths.output_dir={output_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+# The offline stand-in of each real image source.
+OFFLINE_SOURCE = {"mnist": "digits", "cifar": "synthetic", "smiles": "synthetic"}
+
+
+def offline_overrides(dataset: str, output_dir: Path) -> list[str]:
+    """Overrides that make a generated `dataset` tiny and offline."""
+    cfg = compose_train([f"dataset={dataset}"], output_dir)
+    source = cfg.dataset.get("source")
+    extra = [f"dataset.source={OFFLINE_SOURCE[source]}"] if source in OFFLINE_SOURCE else []
+    return [f"dataset={dataset}", *TINY, *extra]

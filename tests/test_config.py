@@ -1,0 +1,98 @@
+"""Every config group composes; the Hydra app runs from the command line in its own directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from helpers import compose_train, options
+
+GROUP_OPTIONS = [
+    (group, option)
+    for group in (
+        "trainer",
+        "logger",
+        "callbacks",
+        "model",
+        "debug",
+        "experiment",
+        "hparams_search",
+    )
+    for option in options(group)
+]
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_group_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_train([f"{group}={option}"], tmp_path)
+    OmegaConf.resolve(cfg)
+    assert cfg.dataset._target_ and cfg.method._target_
+
+
+def test_gpu_trainer_uses_bf16(tmp_path):
+    cfg = compose_train(["trainer=gpu"], tmp_path)
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "bf16-mixed"
+
+
+def test_paths_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("HACKROBUST_DATA_DIR", "/somewhere/data")
+    cfg = compose_train([], tmp_path)
+    assert cfg.paths.data_dir == "/somewhere/data"
+
+
+def test_hackathon_dir_demands_a_path(tmp_path):
+    from omegaconf.errors import MissingMandatoryValue
+
+    cfg = compose_train(["dataset=hackathon_dir"], tmp_path)
+    with pytest.raises(MissingMandatoryValue):
+        _ = cfg.dataset.path
+
+
+def _cli(args, cwd, env):
+    return subprocess.Popen(
+        [sys.executable, "-m", "hackrobust.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_cli_runs_print_the_config_and_never_share_a_directory(tmp_path):
+    """Two runs started together: each prints its config and writes its own run directory."""
+    env = os.environ | {"HACKROBUST_LOG_DIR": str(tmp_path / "logs")}
+    args = [
+        "experiment=quickstart",
+        "debug=fast",
+        "dataset.generator.n_labeled=60",
+        "dataset.generator.n_unlabeled=60",
+        "dataset.generator.n_target=30",
+    ]
+    procs = [_cli(args, tmp_path, env) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for proc, out in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, out
+        assert "_target_: hackrobust.methods.ERM" in out  # the resolved config is printed
+    run_dirs = sorted((tmp_path / "logs" / "runs").iterdir())
+    assert len(run_dirs) == 2
+    for run_dir in run_dirs:
+        assert len((run_dir / "submission.csv").read_text().splitlines()) == 30
+        assert (run_dir / ".hydra" / "config.yaml").exists()
+
+
+def test_cli_offline_mnist_error_names_the_directory_and_the_alternative(tmp_path):
+    env = os.environ | {"HACKROBUST_LOG_DIR": str(tmp_path / "logs")}
+    env["HACKROBUST_DATA_DIR"] = str(tmp_path / "empty")
+    proc = _cli(
+        ["dataset=mnist_cc", "debug=fast", "+dataset.generator.download=false"], tmp_path, env
+    )
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0
+    assert str(Path(tmp_path / "empty" / "MNIST" / "raw")) in out
+    assert "dataset.source=digits" in out

@@ -1,0 +1,54 @@
+"""Model shapes: one small CNN for every image shape, an MLP for vectors, ResNets, many heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from hackrobust.models import auto, mlp, resnet, small_cnn
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 28, 56), (3, 32, 64), (1, 64, 64)])
+@pytest.mark.parametrize("heads", [1, 3])
+def test_small_cnn_takes_every_image_shape(shape, heads):
+    net = small_cnn(shape, num_classes=3, num_heads=heads)
+    assert net(torch.rand(4, *shape)).shape == (4, heads, 3)
+
+
+def test_auto_picks_by_input_shape():
+    assert isinstance(auto((64,), 2).trunk[0], torch.nn.Flatten)
+    assert isinstance(auto((1, 28, 56), 2).trunk[0][0], torch.nn.Conv2d)
+    with pytest.raises(ValueError, match="vectors"):
+        auto((5, 5), 2)
+
+
+def test_mlp_for_vectors():
+    assert mlp((2,), 2, num_heads=2)(torch.rand(5, 2)).shape == (5, 2, 2)
+
+
+def test_heads_are_independent_functions():
+    net = small_cnn((1, 28, 28), num_classes=2, num_heads=2)
+    out = net(torch.rand(3, 1, 28, 28))
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+@pytest.mark.parametrize(("depth", "shape"), [(18, (1, 28, 56)), (50, (3, 32, 32))])
+def test_resnet_trunks(depth, shape):
+    net = resnet(shape, num_classes=2, depth=depth, num_heads=2).eval()
+    assert net(torch.rand(2, *shape)).shape == (2, 2, 2)
+
+
+def test_resnet_loads_a_local_torchvision_state_dict(tmp_path):
+    source = torchvision.models.resnet18(weights=None, num_classes=1000)
+    torch.save(source.state_dict(), tmp_path / "r18.pth")
+    net = resnet((3, 224, 224), num_classes=2, depth=18, weights_path=str(tmp_path / "r18.pth"))
+    torch.testing.assert_close(net.trunk.layer4[0].conv1.weight, source.layer4[0].conv1.weight)
+
+
+def test_resnet_rejects_a_wrong_weights_file(tmp_path):
+    torch.save({"something.else": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="does not fit"):
+        resnet((3, 64, 64), 2, depth=18, weights_path=str(tmp_path / "bad.pth"))
+    with pytest.raises(FileNotFoundError, match="model.weights_path"):
+        resnet((3, 64, 64), 2, depth=18, weights_path=str(tmp_path / "absent.pth"))
