@@ -42,14 +42,19 @@ class BaseMethod(L.LightningModule):
         group_names: Sequence[str] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler"], logger=False)
+        # Plain Python types: Hydra passes lists as ListConfig, which checkpoints should not hold.
+        input_shape, group_names = tuple(input_shape), list(group_names or [])
+        self.save_hyperparameters(
+            {"input_shape": input_shape, "num_classes": num_classes, "num_heads": num_heads},
+            logger=False,
+        )
         self.net = model(
             input_shape=tuple(input_shape), num_classes=num_classes, num_heads=num_heads
         )
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.num_heads = num_heads
-        self.group_names = list(group_names or [])
+        self.group_names = group_names
         # The head the submission uses; a buffer so checkpoints carry it.
         self.register_buffer("chosen_head", torch.tensor(0))
 
@@ -58,7 +63,10 @@ class BaseMethod(L.LightningModule):
                 MulticlassAccuracy(num_classes, average="micro") for _ in range(num_heads)
             )
 
-        self.accuracy = nn.ModuleDict({s: accuracies() for s in ("train", "val", "target")})
+        # Keyed "<stage>_acc": a ModuleDict key may not shadow nn.Module.train.
+        self.accuracy = nn.ModuleDict(
+            {f"{s}_acc": accuracies() for s in ("train", "val", "target")}
+        )
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
         )
@@ -134,11 +142,11 @@ class BaseMethod(L.LightningModule):
     # ---- metrics -------------------------------------------------------------------------------
 
     def _update_accuracy(self, stage: str, logits: torch.Tensor, y: torch.Tensor) -> None:
-        for head, metric in enumerate(self.accuracy[stage]):
+        for head, metric in enumerate(self.accuracy[f"{stage}_acc"]):
             metric.update(logits[:, head].detach(), y)
 
     def _log_accuracy(self, stage: str, **kwargs) -> None:
-        metrics = self.accuracy[stage]
+        metrics = self.accuracy[f"{stage}_acc"]
         # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
         self.log(
             f"{stage}/acc", metrics[int(self.chosen_head)], prog_bar=stage != "train", **kwargs
