@@ -27,8 +27,7 @@ def predict_target(
     idx = torch.cat([o["idx"] for o in outputs])
     probs = torch.cat([o["probs"] for o in outputs])
     if trainer.world_size > 1:
-        idx = trainer.strategy.all_gather(idx).flatten()
-        probs = trainer.strategy.all_gather(probs).flatten(0, 1)
+        idx, probs = _gather_uneven(trainer, idx, probs)
     n_target = len(datamodule.target_set)
     placed = np.full((n_target, *probs.shape[1:]), np.nan, dtype=np.float32)
     placed[idx.cpu().numpy()] = probs.cpu().numpy()
@@ -38,6 +37,18 @@ def predict_target(
             f"the predict stage missed {len(missing)} target rows, e.g. {missing[:5]}"
         )
     return placed
+
+
+def _gather_uneven(trainer: L.Trainer, idx: torch.Tensor, probs: torch.Tensor):
+    """All-gather rows from every rank; predict samplers do not pad, so shards differ in length."""
+    longest = int(trainer.strategy.all_gather(torch.tensor(len(idx), device=idx.device)).max())
+    pad = longest - len(idx)
+    idx = torch.cat([idx, idx.new_full((pad,), -1)])
+    probs = torch.cat([probs, probs.new_zeros((pad, *probs.shape[1:]))])
+    idx = trainer.strategy.all_gather(idx).flatten()
+    probs = trainer.strategy.all_gather(probs).flatten(0, 1)
+    keep = idx >= 0
+    return idx[keep], probs[keep]
 
 
 def write_outputs(

@@ -110,6 +110,7 @@ class BaseMethod(L.LightningModule):
             batch_size=len(y),
             add_dataloader_idx=False,
             prog_bar=stage == "val",
+            sync_dist=True,
         )
         self._update_accuracy(stage, logits, y)
         self._log_accuracy(stage, add_dataloader_idx=False)
