@@ -89,11 +89,9 @@ class HackathonDataModule(L.LightningDataModule):
         """The cache folder of this generator configuration (None without a cache dir or seed)."""
         if self.generator is None or self.cache_dir is None:
             return None
-        call = self._generator_call()
-        keywords = dict(getattr(call, "keywords", {}))
+        func, keywords = _unwrap(self._generator_call())
         if keywords.get("seed", 0) is None:
             return None  # an unseeded dataset is drawn anew each run: nothing to cache
-        func = getattr(call, "func", call)
         spec = {"func": f"{func.__module__}.{func.__qualname__}", "keywords": keywords}
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
         name = func.__name__.removeprefix("make_")
@@ -243,6 +241,15 @@ class HackathonDataModule(L.LightningDataModule):
 
     def unlabeled_dataloader(self) -> DataLoader:
         return self._loader(self.unlabeled_set, self.eval_batch_size, shuffle=False)
+
+
+def _unwrap(call: Callable) -> tuple[Callable, dict]:
+    """The function under nested partials, and the keywords they bind (outer ones win)."""
+    keywords: dict = {}
+    while isinstance(call, functools.partial):
+        keywords = {**call.keywords, **keywords}
+        call = call.func
+    return call, keywords
 
 
 def _standardise(reference_a, reference_b, *others):

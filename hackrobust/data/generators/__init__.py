@@ -1,0 +1,34 @@
+"""One generator per hackathon42 dataset. Each `make_<name>(seed=..., ...)` returns a
+`HackathonData` with its answer key; Hydra configs name them by `_target_`."""
+
+from __future__ import annotations
+
+from hackrobust.data.generators.embed import make_mnist_embed
+from hackrobust.data.generators.humans import make_humans
+from hackrobust.data.generators.mnist import (
+    make_mnist_cc,
+    make_mnist_constant_image,
+    make_mnist_constant_image_random_row,
+    make_mnist_sum,
+    make_mnist_sum_bis,
+    make_mnist_sum_noise_level,
+    make_mnist_uniform_color_low_mix_rate,
+    make_mnist_uniform_color_random_row,
+)
+from hackrobust.data.generators.toy import make_toy
+from hackrobust.data.generators.vehicle_animal import make_vehicle_animal
+
+__all__ = [
+    "make_humans",
+    "make_mnist_cc",
+    "make_mnist_constant_image",
+    "make_mnist_constant_image_random_row",
+    "make_mnist_embed",
+    "make_mnist_sum",
+    "make_mnist_sum_bis",
+    "make_mnist_sum_noise_level",
+    "make_mnist_uniform_color_low_mix_rate",
+    "make_mnist_uniform_color_random_row",
+    "make_toy",
+    "make_vehicle_animal",
+]

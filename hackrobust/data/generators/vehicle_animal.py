@@ -1,0 +1,57 @@
+"""Vehicle-Animal: a CIFAR plane or car next to a bird or cat, the animal on a random side."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
+from hackrobust.data.generators.mnist import default_data_dir
+
+VEHICLES, ANIMALS = (0, 1), (2, 3)  # CIFAR-10 ids: airplane, automobile; bird, cat
+
+
+def make_vehicle_animal(
+    *,
+    seed: int | None = 0,
+    true_feature: str = "animal",
+    n_labeled: int = 1200,
+    n_unlabeled: int = 3800,
+    n_target: int = 1200,
+    unlabeled_mix_rate: float = 0.5,
+    target_mix_rate: float = 0.5,
+    noise: float = 0.0,
+    source: str = "cifar",
+    data_dir: str | None = None,
+):
+    """3x32x64 images. Label 0: airplane or bird, 1: automobile or cat, per the true feature."""
+    from hackrobust.data.sources import object_pool
+
+    pools = {s: object_pool(source, data_dir or default_data_dir(), s) for s in ("train", "test")}
+
+    def render(rng, features, split):
+        by_class = {c: pools[split].of_class(c) for c in VEHICLES + ANIMALS}
+        vehicle = sample_images(rng, [by_class[c] for c in VEHICLES], features[:, 0])
+        animal = sample_images(rng, [by_class[c] for c in ANIMALS], features[:, 1])
+        animal_left = (rng.random(len(features)) < 0.5)[:, None, None, None]
+        left, right = np.where(animal_left, animal, vehicle), np.where(animal_left, vehicle, animal)
+        return add_noise(rng, np.concatenate([left, right], axis=-1), noise)
+
+    return build_dataset(
+        name="vehicle_animal",
+        seed=seed,
+        render=render,
+        feature_names=("vehicle", "animal"),
+        true_feature=true_feature,
+        label_values=(0, 1),
+        n_labeled=n_labeled,
+        n_unlabeled=n_unlabeled,
+        n_target=n_target,
+        unlabeled_mix_rate=unlabeled_mix_rate,
+        target_mix_rate=target_mix_rate,
+        default_score=0.5,
+        params={
+            "noise": noise,
+            "source": source,
+            "classes": {"vehicle": ["airplane", "automobile"], "animal": ["bird", "cat"]},
+        },
+    )
