@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from hackrobust.data.generators.base import build_dataset
 
 
