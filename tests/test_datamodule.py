@@ -1,0 +1,97 @@
+"""The datamodule: in-memory batches, held-out split, groups, the generated-dataset cache."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from hackrobust.data.datamodule import HackathonDataModule
+from hackrobust.data.generators import make_mnist_sum_bis, make_toy
+from hackrobust.data.in_memory import TensorDict
+
+TOY = functools.partial(make_toy, seed=0, n_labeled=100, n_unlabeled=150, n_target=80)
+
+
+@pytest.fixture
+def toy(tmp_path):
+    dm = HackathonDataModule(generator=TOY, cache_dir=str(tmp_path), batch_size=16)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def test_batches_are_built_whole_without_per_item_calls(toy, monkeypatch):
+    def per_item(*_):
+        raise AssertionError("the loader fetched a single item")
+
+    monkeypatch.setattr(TensorDict, "__getitem__", per_item)
+    toy.with_unlabeled = True
+    loaders = toy.train_dataloader()
+    labeled, unlabeled = next(iter(loaders["labeled"])), next(iter(loaders["unlabeled"]))
+    assert set(labeled) == {"idx", "x", "y", "group"} and labeled["x"].shape == (16, 2)
+    assert (unlabeled["y"] == -1).all() and len(unlabeled["idx"]) == 16
+
+
+def test_holdout_is_stratified_and_disjoint(toy):
+    train, holdout = toy.train_set.tensors, toy.holdout_set.tensors
+    assert len(holdout["idx"]) == 10 and len(train["idx"]) == 90
+    assert not set(train["idx"].tolist()) & set(holdout["idx"].tolist())
+    assert torch.bincount(holdout["y"]).tolist() == [5, 5]
+    assert toy.val_stage_names == ["val", "target"]
+
+
+def test_predict_keeps_target_order_and_groups_follow_the_answer_key(toy):
+    batches = list(toy.predict_dataloader())
+    assert torch.cat([b["idx"] for b in batches]).tolist() == list(range(80))
+    groups = toy.target_set.tensors["group"].numpy()
+    features = toy.to_class_index(toy.data.features_target.reshape(-1)).reshape(-1, 2)
+    np.testing.assert_array_equal(groups, features[:, 0] * 2 + features[:, 1])
+    assert toy.group_names == ["x=0,y=0", "x=0,y=1", "x=1,y=0", "x=1,y=1"]
+
+
+def test_inputs_are_standardised_with_labeled_and_unlabeled_statistics(toy):
+    x = torch.cat([toy.train_set.tensors["x"], toy.holdout_set.tensors["x"]])
+    both = torch.cat([x, toy.unlabeled_set.tensors["x"]])
+    torch.testing.assert_close(both.mean(0), torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(both.std(0), torch.ones(2), atol=1e-5, rtol=0)
+
+
+def test_generated_dataset_is_cached_per_configuration(tmp_path):
+    calls = []
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return TOY(**kwargs)
+
+    for _ in range(2):
+        dm = HackathonDataModule(
+            generator=functools.partial(counting, seed=1), cache_dir=str(tmp_path)
+        )
+        dm.prepare_data()
+        dm.setup()
+    assert len(calls) == 1 and len(list(tmp_path.iterdir())) == 1
+    other = HackathonDataModule(
+        generator=functools.partial(counting, seed=2), cache_dir=str(tmp_path)
+    )
+    other.prepare_data()
+    assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2
+
+
+def test_source_is_forwarded_to_the_generator(tmp_path):
+    generator = functools.partial(
+        make_mnist_sum_bis, seed=0, n_labeled=30, n_unlabeled=30, n_target=30
+    )
+    dm = HackathonDataModule(generator=generator, source="digits", cache_dir=str(tmp_path))
+    dm.setup()
+    assert dm.data.metadata["source"] == "digits" and dm.input_shape == (1, 28, 28)
+    assert len(dm.group_names) == 8  # three binary features
+
+
+def test_exactly_one_of_path_and_generator():
+    with pytest.raises(ValueError, match="exactly one"):
+        HackathonDataModule()
+    with pytest.raises(ValueError, match="exactly one"):
+        HackathonDataModule(path="x", generator=TOY)

@@ -1,0 +1,134 @@
+"""Generator statistics: shapes, dtypes, mix rates, class balance, determinism, the answer key."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hackrobust.data import generators
+from hackrobust.data.generators.features import assign_features, is_mixed
+from hackrobust.data.layout import save_hackathon_dir
+from hackrobust.data.loader import load_hackathon_dir
+
+SIZES = {"n_labeled": 60, "n_unlabeled": 200, "n_target": 100}
+# name: (keyword arguments, input shape, label values)
+CASES = {
+    "toy": ({}, (2,), [0, 1]),
+    "mnist_cc": ({"source": "digits"}, (1, 28, 56), [0, 1]),
+    "mnist_constant_image": ({"source": "digits"}, (1, 28, 56), [0, 2]),
+    "mnist_constant_image_random_row": ({"source": "digits"}, (1, 28, 56), [0, 2]),
+    "mnist_uniform_color_random_row": ({"source": "digits"}, (1, 28, 56), [0, 1]),
+    "mnist_uniform_color_low_mix_rate": ({"source": "digits"}, (1, 28, 56), [0, 1]),
+    "mnist_sum": ({"source": "digits"}, (1, 28, 28), [0, 1]),
+    "mnist_sum_bis": ({"source": "digits"}, (1, 28, 28), [0, 1]),
+    "mnist_sum_noise_level": ({"source": "digits"}, (1, 28, 28), [0, 1]),
+    "mnist_embed": ({"source": "digits"}, (64,), [2, 3]),
+    "mnist_embed_456": ({"source": "digits", "variant": "456"}, (64,), [4, 5, 6]),
+    "vehicle_animal": ({"source": "synthetic"}, (3, 32, 64), [0, 1]),
+    "humans": ({"source": "synthetic"}, (1, 64, 64), [0, 1]),
+}
+METADATA_KEYS = {
+    "name", "features", "true_feature", "true_feature_index", "label_values", "seed",
+    "unlabeled_mix_rate", "target_mix_rate", "default_score",
+}  # fmt: skip
+
+
+def make(name, **overrides):
+    kwargs, _, _ = CASES[name]
+    function = getattr(generators, f"make_{name.removesuffix('_456')}")
+    return function(**{**kwargs, **SIZES, **overrides})
+
+
+def test_every_generator_is_covered():
+    assert {f"make_{n.removesuffix('_456')}" for n in CASES} == set(generators.__all__)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_shapes_dtypes_labels_and_answer_key(name):
+    _, shape, label_values = CASES[name]
+    data = make(name, seed=3)
+    assert data.input_shape == shape
+    for x, n in ((data.x_labeled, 60), (data.x_unlabeled, 200), (data.x_target, 100)):
+        assert x.dtype == np.float32 and len(x) == n and np.isfinite(x).all()
+        if len(shape) == 3:
+            assert x.min() >= 0 and x.max() <= 1
+    assert data.y_labeled.dtype == np.int64 and data.label_values.tolist() == label_values
+
+    meta = data.metadata
+    assert set(meta) >= METADATA_KEYS and json.loads(json.dumps(meta)) == meta
+    true = meta["true_feature_index"]
+    assert meta["features"][true] == meta["true_feature"]
+    # The answer key: the true feature's column is the label; every column is in label values.
+    np.testing.assert_array_equal(data.y_target, data.features_target[:, true])
+    assert set(np.unique(data.features_unlabeled)) <= set(label_values)
+    assert meta["default_score"] == (0.5 if name in ("vehicle_animal", "humans") else 0.8)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_mix_rates_and_class_balance(name):
+    data = make(name, seed=1, unlabeled_mix_rate=0.25, target_mix_rate=0.4)
+    assert is_mixed(data.features_unlabeled).sum() == round(0.25 * 200)
+    assert is_mixed(data.features_target).sum() == round(0.4 * 100)
+    counts = np.unique(data.y_labeled, return_counts=True)[1]
+    assert counts.max() - counts.min() <= 1  # the labeled set is balanced
+
+
+def test_labeled_features_all_agree_and_low_mix_default():
+    data = make("mnist_uniform_color_low_mix_rate", seed=0)
+    assert data.metadata["unlabeled_mix_rate"] < data.metadata["target_mix_rate"]
+    for name in ("mnist_cc", "mnist_sum_bis"):
+        assert make(name, seed=0).metadata["unlabeled_mix_rate"] == 0.5
+
+
+@pytest.mark.parametrize("name", ["toy", "mnist_sum", "mnist_embed", "humans"])
+def test_same_seed_same_arrays_other_seed_other_arrays(name):
+    a, b, c = make(name, seed=5), make(name, seed=5), make(name, seed=6)
+    np.testing.assert_array_equal(a.x_unlabeled, b.x_unlabeled)
+    np.testing.assert_array_equal(a.features_target, b.features_target)
+    assert not np.array_equal(a.x_unlabeled, c.x_unlabeled)
+
+
+def test_features_carry_their_signal():
+    """In mnist_cc the left half follows the left feature, the right half the right feature."""
+    data = make("mnist_cc", seed=0, n_unlabeled=400, unlabeled_mix_rate=0.5)
+    x, f = data.x_unlabeled[:, 0], data.features_unlabeled
+    for column, half in ((0, x[..., :28]), (1, x[..., 28:])):
+        other = x[..., 28:] if column == 0 else x[..., :28]
+        gap = abs(half[f[:, column] == 0].mean(0) - half[f[:, column] == 1].mean(0)).mean()
+        leak = abs(other[f[:, column] == 0].mean(0) - other[f[:, column] == 1].mean(0)).mean()
+        assert gap > 3 * leak
+
+
+def test_noise_level_feature_is_the_noise():
+    data = make("mnist_sum_noise_level", seed=0)
+    levels = data.metadata["noise_levels"]
+    x, noise_class = data.x_unlabeled, data.features_unlabeled[:, 1]
+    background = x[:, 0, :3, :].reshape(len(x), -1).std(axis=1)  # top rows: mostly background
+    assert background[noise_class == 1].mean() > background[noise_class == 0].mean()
+    assert levels[1] > levels[0]
+
+
+def test_assign_features_validates_and_counts():
+    rng = np.random.default_rng(0)
+    f = assign_features(rng, 101, 3, 3, 0.3)
+    assert f.shape == (101, 3) and is_mixed(f).sum() == 30 and f.max() == 2
+    with pytest.raises(ValueError, match="mix rate"):
+        assign_features(rng, 10, 2, 2, 1.5)
+
+
+def test_round_trip_through_the_layout(tmp_path):
+    data = make("mnist_cc", seed=2)
+    loaded = load_hackathon_dir(save_hackathon_dir(data, tmp_path / "d"))
+    np.testing.assert_array_equal(loaded.x_target, data.x_target)
+    assert loaded.metadata == data.metadata
+
+
+def test_command_line_writes_a_folder(tmp_path, capsys):
+    from hackrobust.data.generators.__main__ import main
+
+    main(["toy", str(tmp_path / "toy"), "--seed", "4"])
+    assert load_hackathon_dir(tmp_path / "toy").metadata["seed"] == 4
+    with pytest.raises(FileExistsError):
+        main(["toy", str(tmp_path / "toy")])
