@@ -68,3 +68,22 @@ def write_outputs(
         )
     log.info("Wrote %d labels (head %d) to %s", len(labels), head, path)
     return path
+
+
+def score_target(predicted: np.ndarray, datamodule: HackathonDataModule) -> dict[str, float]:
+    """Accuracy of predicted class indices against the answer key, overall and per group.
+
+    For reading only: nothing trains on or selects by these numbers.
+    """
+    truth = datamodule.to_class_index(datamodule.data.y_target)
+    groups = datamodule.target_set.tensors["group"].numpy()
+    hits = predicted == truth
+    scores = {"target/final_acc": float(hits.mean())}
+    per_group = {
+        name: float(hits[groups == g].mean())
+        for g, name in enumerate(datamodule.group_names)
+        if (groups == g).any()
+    }
+    scores |= {f"target/final_group_acc/{name}": acc for name, acc in per_group.items()}
+    scores["target/final_worst_group_acc"] = min(per_group.values(), default=float("nan"))
+    return scores

@@ -6,6 +6,7 @@ that returns the optimized metric so sweepers can use it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -16,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
-from hackrobust.predict import predict_target, write_outputs
+from hackrobust.predict import predict_target, score_target, write_outputs
 from hackrobust.submission import SubmissionExistsError
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.overwrite,
             )
         if datamodule.data.has_answer_key:
-            truth = datamodule.to_class_index(datamodule.data.y_target)
-            metrics["target/final_acc"] = float((probs[:, head].argmax(-1) == truth).mean())
+            metrics |= score_target(probs[:, head].argmax(-1), datamodule)
             log.info(
-                "Target accuracy (answer key, reading only): %.4f", metrics["target/final_acc"]
+                "Target accuracy (answer key, reading only): %.4f, worst group %.4f",
+                metrics["target/final_acc"],
+                metrics["target/final_worst_group_acc"],
+            )
+        if trainer.is_global_zero:
+            Path(cfg.paths.output_dir, "metrics.json").write_text(
+                json.dumps(metrics, indent=2, sort_keys=True) + "\n"
             )
     finally:
         _finish_wandb(trainer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,9 @@ def test_fast_run_writes_a_valid_submission(dataset, tmp_path):
     # The answer key is read for reporting: the final accuracy matches the CSV.
     truth = datamodule.data.y_target
     assert metrics["target/final_acc"] == pytest.approx(float((labels == truth).mean()))
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["target/final_acc"] == metrics["target/final_acc"]
+    assert saved["target/final_worst_group_acc"] <= saved["target/final_acc"]
 
 
 def test_same_seed_gives_a_byte_identical_csv(tmp_path):
