@@ -1,5 +1,10 @@
 """One generator per hackathon42 dataset. Each `make_<name>(seed=..., ...)` returns a
-`HackathonData` with its answer key; Hydra configs name them by `_target_`."""
+`HackathonData` with its answer key; Hydra configs name them by `_target_`.
+
+Besides its own options (class choices, true feature, noise, image source), every generator
+takes n_labeled, n_unlabeled, n_target, unlabeled_mix_rate and target_mix_rate (the fraction
+of rows whose features disagree), passed through to `base.build_dataset`.
+"""
 
 from __future__ import annotations
 

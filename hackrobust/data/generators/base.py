@@ -21,17 +21,18 @@ def build_dataset(
     feature_names: Sequence[str],
     true_feature: str,
     label_values: Sequence[int],
-    n_labeled: int,
-    n_unlabeled: int,
-    n_target: int,
-    unlabeled_mix_rate: float,
-    target_mix_rate: float,
+    n_labeled: int = 1200,
+    n_unlabeled: int = 3800,
+    n_target: int = 1200,
+    unlabeled_mix_rate: float = 0.5,
+    target_mix_rate: float = 0.5,
     default_score: float = 0.8,
     params: dict | None = None,
 ) -> HackathonData:
     """Draw features, render inputs and write the answer key.
 
-    The labeled set has mix rate 0 (every feature agrees, so nothing tells which one is the
+    Every `make_<name>` passes its `**split_options` (the sizes and mix rates above, which
+    default near the hackathon's) through to here. The labeled set has mix rate 0 (every feature agrees, so nothing tells which one is the
     label); labeled and unlabeled inputs come from the source's train split, target inputs
     from its test split. Feature values are stored as the label each feature implies.
     """

@@ -37,15 +37,11 @@ def make_mnist_embed(
     true_feature: str = "left",
     dim: int = 64,
     embed_seed: int = 0,
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.1,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
+    **split_options,
 ):
     """Embeddings (N, dim) of left/right digit images: variant "23" (2 classes, labels 2 and 3)
     or "456" (3 classes). The network is fixed by `embed_seed`, not by the dataset seed."""
@@ -71,11 +67,7 @@ def make_mnist_embed(
         feature_names=("left", "right"),
         true_feature=true_feature,
         label_values=digits,
-        n_labeled=n_labeled,
-        n_unlabeled=n_unlabeled,
-        n_target=n_target,
-        unlabeled_mix_rate=unlabeled_mix_rate,
-        target_mix_rate=target_mix_rate,
+        **split_options,
         params={
             "variant": variant,
             "dim": dim,

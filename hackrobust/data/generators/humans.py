@@ -31,14 +31,10 @@ def make_humans(
     seed: int | None = 0,
     cue: str = "text",
     true_feature: str = "smile",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.02,
     source: str = "smiles",
     data_dir: str | None = None,
+    **split_options,
 ):
     """1x64x64 faces; label 1 smiling. `cue`: "text" (HAPPY/SAD written) or "tint" (brightness)."""
     from hackrobust.data.sources import face_pool
@@ -62,11 +58,7 @@ def make_humans(
         feature_names=("smile", "cue"),
         true_feature=true_feature,
         label_values=(0, 1),
-        n_labeled=n_labeled,
-        n_unlabeled=n_unlabeled,
-        n_target=n_target,
-        unlabeled_mix_rate=unlabeled_mix_rate,
-        target_mix_rate=target_mix_rate,
+        **split_options,
         default_score=0.5,
         params={"cue": cue, "noise": noise, "source": source},
     )

@@ -29,16 +29,6 @@ class DigitPools:
         return sample_images(rng, by_class, classes)
 
 
-def _sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate) -> dict:
-    return {
-        "n_labeled": n_labeled,
-        "n_unlabeled": n_unlabeled,
-        "n_target": n_target,
-        "unlabeled_mix_rate": unlabeled_mix_rate,
-        "target_mix_rate": target_mix_rate,
-    }
-
-
 def _side_by_side(
     left: np.ndarray, right: np.ndarray, swap: np.ndarray | None = None
 ) -> np.ndarray:
@@ -55,15 +45,11 @@ def make_mnist_cc(
     digits: Sequence[int] = (0, 1),
     right_digits: Sequence[int] | None = None,
     true_feature: str = "left",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.1,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
+    **split_options,
 ):
     """Left digit and right digit (1x28x56); the labels are the left digit's classes."""
     pools = DigitPools(source, data_dir, download)
@@ -81,7 +67,7 @@ def make_mnist_cc(
         feature_names=("left", "right"),
         true_feature=true_feature,
         label_values=digits if true_feature == "left" else right_digits,
-        **_sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate),
+        **split_options,
         params={
             "digits": list(digits),
             "right_digits": list(right_digits),
@@ -104,8 +90,8 @@ def _digit_and_cue(
     source,
     data_dir,
     download,
-    sizes,
     params,
+    **split_options,
 ):
     """A digit on one side and a per-class cue image (K, 1, 28, 28) on the other."""
     pools = DigitPools(source, data_dir, download)
@@ -123,7 +109,7 @@ def _digit_and_cue(
         feature_names=("digit", cue_name),
         true_feature=true_feature,
         label_values=digits,
-        **sizes,
+        **split_options,
         params={
             "digits": list(digits),
             "noise": noise,
@@ -147,15 +133,11 @@ def make_mnist_constant_image(
     digits: Sequence[int] = (0, 2),
     true_feature: str = "digit",
     random_side: bool = False,
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.1,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
+    **split_options,
 ):
     """A digit on the left, a constant (noisy) template image of its class on the right."""
     return _digit_and_cue(
@@ -170,7 +152,7 @@ def make_mnist_constant_image(
         source=source,
         data_dir=data_dir,
         download=download,
-        sizes=_sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate),
+        **split_options,
         params={},
     )
 
@@ -186,16 +168,12 @@ def make_mnist_uniform_color_random_row(
     digits: Sequence[int] = (0, 1),
     colors: Sequence[float] = (0.3, 0.7),
     true_feature: str = "digit",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.1,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
     name: str = "mnist_uniform_color_random_row",
+    **split_options,
 ):
     """A digit and a 28x28 patch of uniform intensity `colors[class]`, on random sides."""
     if len(colors) != len(digits):
@@ -217,7 +195,7 @@ def make_mnist_uniform_color_random_row(
         source=source,
         data_dir=data_dir,
         download=download,
-        sizes=_sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate),
+        **split_options,
         params={"colors": list(colors)},
     )
 
@@ -234,16 +212,12 @@ def make_mnist_sum(
     seed: int | None = 0,
     slots: Sequence[Sequence[int]] = ((0, 1), (2, 3)),
     true_feature: str = "digit_a",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.1,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
     name: str = "mnist_sum",
+    **split_options,
 ):
     """Digits overlaid in one 1x28x28 image, one per slot; each slot has its own digit classes
     (were they shared, nothing would tell the slots apart). Labels are the true slot's digits."""
@@ -266,7 +240,7 @@ def make_mnist_sum(
         feature_names=names,
         true_feature=true_feature,
         label_values=slots[names.index(true_feature)],
-        **_sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate),
+        **split_options,
         params={"slots": [list(s) for s in slots], "noise": noise, "source": source},
     )
 
@@ -282,14 +256,10 @@ def make_mnist_sum_noise_level(
     digits: Sequence[int] = (0, 1),
     noise_levels: Sequence[float] = (0.05, 0.3),
     true_feature: str = "digit",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
+    **split_options,
 ):
     """A 1x28x28 digit with gaussian noise of standard deviation `noise_levels[class]`."""
     if len(noise_levels) != len(digits):
@@ -309,6 +279,6 @@ def make_mnist_sum_noise_level(
         feature_names=("digit", "noise_level"),
         true_feature=true_feature,
         label_values=digits,
-        **_sizes(n_labeled, n_unlabeled, n_target, unlabeled_mix_rate, target_mix_rate),
+        **split_options,
         params={"digits": list(digits), "noise_levels": list(noise_levels), "source": source},
     )

@@ -9,12 +9,8 @@ def make_toy(
     *,
     seed: int | None = 0,
     true_feature: str = "x",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.3,
+    **split_options,
 ):
     """Points around (+-1, +-1): feature "x" is the sign of x, "y" the sign of y."""
 
@@ -29,10 +25,6 @@ def make_toy(
         feature_names=("x", "y"),
         true_feature=true_feature,
         label_values=(0, 1),
-        n_labeled=n_labeled,
-        n_unlabeled=n_unlabeled,
-        n_target=n_target,
-        unlabeled_mix_rate=unlabeled_mix_rate,
-        target_mix_rate=target_mix_rate,
+        **split_options,
         params={"noise": noise},
     )

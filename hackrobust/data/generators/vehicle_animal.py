@@ -14,14 +14,10 @@ def make_vehicle_animal(
     *,
     seed: int | None = 0,
     true_feature: str = "animal",
-    n_labeled: int = 1200,
-    n_unlabeled: int = 3800,
-    n_target: int = 1200,
-    unlabeled_mix_rate: float = 0.5,
-    target_mix_rate: float = 0.5,
     noise: float = 0.0,
     source: str = "cifar",
     data_dir: str | None = None,
+    **split_options,
 ):
     """3x32x64 images. Label 0: airplane or bird, 1: automobile or cat, per the true feature."""
     from hackrobust.data.sources import object_pool
@@ -43,11 +39,7 @@ def make_vehicle_animal(
         feature_names=("vehicle", "animal"),
         true_feature=true_feature,
         label_values=(0, 1),
-        n_labeled=n_labeled,
-        n_unlabeled=n_unlabeled,
-        n_target=n_target,
-        unlabeled_mix_rate=unlabeled_mix_rate,
-        target_mix_rate=target_mix_rate,
+        **split_options,
         default_score=0.5,
         params={
             "noise": noise,
