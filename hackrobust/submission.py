@@ -19,7 +19,7 @@ class SubmissionExistsError(FileExistsError):
         )
 
 
-def _write_atomically(path: Path, data: bytes, overwrite: bool) -> Path:
+def write_atomically(path: Path, data: bytes, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise SubmissionExistsError(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def write_submission(
         if len(unknown):
             raise ValueError(f"labels {unknown.tolist()} are not label values {list(label_values)}")
     text = "".join(f"{int(v)}\n" for v in labels)
-    return _write_atomically(Path(path), text.encode(), overwrite)
+    return write_atomically(Path(path), text.encode(), overwrite)
 
 
 def read_submission(path: str | os.PathLike) -> np.ndarray:
@@ -88,4 +88,4 @@ def save_predictions(
         predicted=np.asarray(label_values)[probs.argmax(axis=-1)],
         **extra_arrays,
     )
-    return _write_atomically(Path(path), buffer.getvalue(), overwrite)
+    return write_atomically(Path(path), buffer.getvalue(), overwrite)

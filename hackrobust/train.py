@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, write_outputs
+from hackrobust.query import ActiveQuery
+from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.submission import SubmissionExistsError
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule.with_unlabeled = method.uses_unlabeled
 
     callbacks = instantiate_entries(cfg.get("callbacks"))
+    if cfg.get("query") and cfg.query.get("callback"):
+        callbacks.append(hydra.utils.instantiate(cfg.query.callback))
     loggers = instantiate_entries(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     for logger in trainer.loggers:
@@ -73,6 +77,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.get("predictions_path"),
                 submission.overwrite,
             )
+        query = next((c for c in trainer.callbacks if isinstance(c, ActiveQuery)), None)
+        if query is not None and query.result is not None and trainer.is_global_zero:
+            report = build_report(
+                query.result,
+                probs,
+                query.result["holdout_accuracy"],
+                query.result["holdout_size"],
+                datamodule.label_values,
+                submission.get("default_score") or datamodule.default_score,
+            )
+            write_report(
+                report, Path(submission.path).with_suffix(".report.json"), submission.overwrite
+            )
+            log.info(summary_line(report))
+            print(summary_line(report))
         if datamodule.data.has_answer_key:
             metrics |= score_target(probs[:, head].argmax(-1), datamodule)
             log.info(

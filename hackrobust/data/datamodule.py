@@ -166,6 +166,16 @@ class HackathonDataModule(L.LightningDataModule):
     # ---- what the methods need to know ---------------------------------------------------------
 
     @property
+    def folder(self) -> Path | None:
+        """The dataset folder on disk (None for a generated dataset kept only in memory)."""
+        return self.path if self.path is not None else self.generated_dir()
+
+    @property
+    def default_score(self) -> float:
+        """The score of not submitting: the metadata's, else the hackathon's usual 0.8."""
+        return float(self.data.metadata.get("default_score", 0.8))
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return self.data.input_shape
 

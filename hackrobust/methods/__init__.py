@@ -1,6 +1,7 @@
 """Methods: small subclasses of `BaseMethod` that differ only where their papers differ."""
 
 from hackrobust.methods.base import BaseMethod
+from hackrobust.methods.divdis import DivDis
 from hackrobust.methods.erm import ERM
 
-__all__ = ["ERM", "BaseMethod"]
+__all__ = ["ERM", "BaseMethod", "DivDis"]

@@ -1,0 +1,80 @@
+"""DivDis: diversify the heads on unlabeled data, then disambiguate with a few labels.
+
+Lee, Yao and Finn, "Diversify and Disambiguate: Out-of-Distribution Robustness via
+Disagreement", ICLR 2023; official code github.com/yoonholee/DivDis (`divdis.py`,
+`subpopulation/train.py`). Loss, as there:
+
+    mean over heads of the labeled cross-entropy
+    + lambda_mi  x mean over head pairs of the mutual information of their unlabeled predictions
+    + lambda_reg x mean over heads of KL(head's mean unlabeled prediction ||
+                                         mean labeled prediction, detached)   ("kl_backward")
+
+with their defaults lambda_mi = lambda_reg = 10 and two heads. One difference: the official
+loss averages only the non-zero pairwise terms, which is NaN when all are zero; here every
+pair counts, so the term is then 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hackrobust.methods.base import BaseMethod
+
+EPS = 1e-8
+
+
+def pairwise_mutual_information(probs: torch.Tensor) -> torch.Tensor:
+    """Mutual information between the predictions of each head pair, (B, H, K) -> (H, H).
+
+    MI(h, g) = KL(joint || product of marginals), the joint estimated over the batch.
+    """
+    batch = probs.shape[0]
+    joint = torch.einsum("bhd,bge->hgde", probs, probs) / batch
+    marginal = probs.mean(dim=0)
+    product = torch.einsum("hd,ge->hgde", marginal, marginal)
+    return (joint * ((joint + EPS).log() - (product + EPS).log())).sum(dim=(-1, -2))
+
+
+def mean_pairwise(matrix: torch.Tensor) -> torch.Tensor:
+    """Mean of the strictly upper-triangular entries (every head pair once)."""
+    rows, cols = torch.triu_indices(*matrix.shape, offset=1, device=matrix.device)
+    return matrix[rows, cols].mean()
+
+
+def marginal_kl(unlabeled_probs: torch.Tensor, labeled_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over heads of KL(head's mean unlabeled prediction || mean labeled prediction)."""
+    target = unlabeled_probs.mean(dim=0)  # (H, K)
+    source = labeled_probs.mean(dim=(0, 1)).detach()  # (K,)
+    return (target * ((target + EPS).log() - (source + EPS).log())).sum(dim=-1).mean()
+
+
+class DivDis(BaseMethod):
+    """Several heads that fit the labeled set and disagree on the unlabeled one."""
+
+    uses_unlabeled = True
+
+    def __init__(
+        self, *args, num_heads: int = 2, mi_weight: float = 10.0, reg_weight: float = 10.0, **kwargs
+    ):
+        if num_heads < 2:
+            raise ValueError(f"DivDis needs at least 2 heads, got num_heads={num_heads}")
+        super().__init__(*args, num_heads=num_heads, **kwargs)
+        self.mi_weight = mi_weight
+        self.reg_weight = reg_weight
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        n_labeled = len(labeled["x"])
+        logits = self(torch.cat([labeled["x"], unlabeled["x"]]))
+        labeled_logits, unlabeled_logits = logits[:n_labeled], logits[n_labeled:]
+        cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
+        unlabeled_probs = unlabeled_logits.float().softmax(dim=-1)
+        mutual_information = mean_pairwise(pairwise_mutual_information(unlabeled_probs))
+        regulariser = marginal_kl(unlabeled_probs, labeled_logits.float().softmax(dim=-1))
+        loss = cross_entropy + self.mi_weight * mutual_information + self.reg_weight * regulariser
+        extras = {
+            "xent": cross_entropy,
+            "mutual_information": mutual_information,
+            "reg": regulariser,
+        }
+        return loss, labeled_logits, extras

@@ -1,0 +1,12 @@
+"""Choosing among the heads with a few revealed target labels."""
+
+from hackrobust.query.callback import ActiveQuery, target_probabilities
+from hackrobust.query.selection import HeadChoice, choose_head, expected_information_gain
+
+__all__ = [
+    "ActiveQuery",
+    "HeadChoice",
+    "choose_head",
+    "expected_information_gain",
+    "target_probabilities",
+]

@@ -1,0 +1,112 @@
+"""The active-query callback: after fit, reveal a few target labels and choose the head.
+
+It runs when the predict stage starts (the best checkpoint is loaded by then), computes each
+head's target probabilities on every rank, queries on global rank 0 only, and broadcasts the
+choice. The choice lives in the callback's `state_dict`; the labels themselves live in the
+revealer's ledger on disk, so a re-run re-uses them instead of asking again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+
+from hackrobust.query.selection import choose_head
+from hackrobust.reveal import Revealer
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def target_probabilities(
+    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
+) -> np.ndarray:
+    """Softmax of every head on every target row: (N, heads, classes)."""
+    was_training = module.training
+    module.eval()
+    probs = [
+        module(chunk.to(module.device)).float().softmax(-1).cpu() for chunk in x.split(batch_size)
+    ]
+    module.train(was_training)
+    return torch.cat(probs).numpy()
+
+
+class ActiveQuery(L.Callback):
+    """Chooses `chosen_head` of the module from at most `budget` revealed target labels.
+
+    Args:
+        revealer: a factory (Hydra partial) of a `Revealer`; it receives `dataset_dir` when it
+            takes one (the offline oracle reads the dataset's answer key from there).
+        stop_at: stop querying once one head has this posterior probability.
+        error_rate: how often the right head may still be wrong on a revealed row.
+    """
+
+    def __init__(
+        self,
+        revealer: Callable[..., Revealer],
+        budget: int = 5,
+        stop_at: float = 0.9999,
+        error_rate: float = 0.05,
+    ):
+        self.revealer_factory = revealer
+        self.budget = budget
+        self.stop_at = stop_at
+        self.error_rate = error_rate
+        self.result: dict | None = None
+
+    def _revealer(self, datamodule) -> Revealer:
+        kwargs = {}
+        if "dataset_dir" in inspect.signature(self.revealer_factory).parameters:
+            kwargs["dataset_dir"] = datamodule.folder
+        return self.revealer_factory(**kwargs)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.result is None:
+            datamodule = trainer.datamodule
+            probs = target_probabilities(pl_module, datamodule.target_set.tensors["x"])
+            holdout = datamodule.holdout_set.tensors
+            holdout_probs = target_probabilities(pl_module, holdout["x"])
+            result = None
+            if trainer.is_global_zero:
+                result = self._query(datamodule, probs)
+                hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
+                result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
+                result["holdout_size"] = len(hits)
+            self.result = trainer.strategy.broadcast(result, src=0)
+        pl_module.chosen_head.fill_(self.result["head"])
+
+    def _query(self, datamodule, probs: np.ndarray) -> dict:
+        revealer = self._revealer(datamodule)
+        label_values = datamodule.label_values
+
+        def reveal(datum_id: int) -> int:
+            return int(datamodule.to_class_index(np.array([revealer.reveal(datum_id)]))[0])
+
+        known = {
+            d: int(datamodule.to_class_index(np.array([label]))[0])
+            for d, label in revealer.revealed.items()
+        }
+        budget = min(self.budget, revealer.remaining)
+        choice = choose_head(probs, reveal, budget, known, self.stop_at, self.error_rate)
+        result = choice.to_dict()
+        for query in result["queries"]:
+            query["label"] = int(label_values[query["label"]])
+            query["head_predictions"] = label_values[probs[query["datum_id"]].argmax(-1)].tolist()
+        for q in result["queries"]:
+            log.info(
+                "Query datum %d: label %d, heads predicted %s (expected gain %.3f nats)",
+                q["datum_id"], q["label"], q["head_predictions"], q["information_gain"],
+            )  # fmt: skip
+        log.info("Chose head %d (posterior %s)", choice.head, choice.posterior)
+        return result
+
+    def state_dict(self) -> dict:
+        return {"result": self.result}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.result = state_dict.get("result")

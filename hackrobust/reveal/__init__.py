@@ -1,0 +1,21 @@
+"""Revealing target labels under the 5-label budget: ledger, HTTP client, offline oracle."""
+
+from hackrobust.reveal.client import (
+    ApiRevealer,
+    BudgetExhaustedError,
+    OracleRevealer,
+    Revealer,
+    RevealError,
+)
+from hackrobust.reveal.ledger import Ledger, ledger_path, state_dir
+
+__all__ = [
+    "ApiRevealer",
+    "BudgetExhaustedError",
+    "Ledger",
+    "OracleRevealer",
+    "RevealError",
+    "Revealer",
+    "ledger_path",
+    "state_dir",
+]

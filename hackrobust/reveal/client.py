@@ -1,0 +1,190 @@
+"""Label revealers under a hard budget: the hackathon42 HTTP API, and an offline answer key.
+
+Both share `Revealer.reveal(datum_id)`: a datum already in the ledger costs nothing; a new one
+is marked pending in the ledger, fetched, then recorded, all under the ledger's lock, and
+never beyond the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hackrobust.reveal.ledger import Ledger, ledger_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUDGET = 5
+USERNAME_ENV = "HACKROBUST_REVEAL_USERNAME"
+PASSWORD_ENV = "HACKROBUST_REVEAL_PASSWORD"
+
+
+class RevealError(RuntimeError):
+    """The server refused a reveal (bad credentials, budget spent, unknown datum...)."""
+
+
+class BudgetExhaustedError(RevealError):
+    """Revealing one more label would exceed the budget."""
+
+
+class Revealer:
+    """Reveals target labels (in label values), at most `budget` distinct data per exercise."""
+
+    def __init__(self, ledger: Ledger, budget: int = DEFAULT_BUDGET):
+        if not budget >= 0:
+            raise ValueError(f"budget must be non-negative, got {budget}")
+        self.ledger = ledger
+        self.budget = budget
+
+    def _fetch(self, datum_id: int) -> int:
+        raise NotImplementedError
+
+    @property
+    def revealed(self) -> dict[int, int]:
+        return self.ledger.revealed
+
+    @property
+    def remaining(self) -> int:
+        state = self.ledger.read()
+        return self.budget - len(state["revealed"]) - (state["pending"] is not None)
+
+    def reveal(self, datum_id: int) -> int:
+        datum_id = int(datum_id)
+        with self.ledger.locked():
+            state = self.ledger.read()
+            if datum_id in state["revealed"]:
+                return state["revealed"][datum_id]
+            if state["pending"] is not None:
+                # A crash left a reveal half done: finish it first, at no extra cost.
+                self._complete(state, state["pending"])
+            if len(state["revealed"]) >= self.budget:
+                raise BudgetExhaustedError(
+                    f"the budget of {self.budget} labels is spent (revealed: "
+                    f"{sorted(state['revealed'])}); ledger {self.ledger.path}"
+                )
+            return self._complete(state, datum_id)
+
+    def _complete(self, state: dict, datum_id: int) -> int:
+        state["pending"] = datum_id
+        self.ledger.write(state)
+        label = self._fetch(datum_id)
+        state["revealed"][datum_id] = label
+        state["pending"] = None
+        self.ledger.write(state)
+        log.info(
+            "Revealed datum %d: label %d (%d left)",
+            datum_id,
+            label,
+            self.budget - len(state["revealed"]),
+        )
+        return label
+
+
+class ApiRevealer(Revealer):
+    """`POST {url}/reveal/` with form fields username, password, exercise_id, datum_id.
+
+    Credentials come from the environment (HACKROBUST_REVEAL_USERNAME/PASSWORD) and never
+    appear in logs, files or errors. Connection errors and 5xx answers are retried with
+    exponential backoff; a 4xx answer is an error that says what the server said.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        exercise_id: int,
+        budget: int = DEFAULT_BUDGET,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        ledger: Ledger | None = None,
+    ):
+        missing = [name for name in (USERNAME_ENV, PASSWORD_ENV) if not os.environ.get(name)]
+        if missing:
+            raise RevealError(f"set {' and '.join(missing)} in the environment to use query=api")
+        self.url = url.rstrip("/")
+        self.exercise_id = int(exercise_id)
+        self._username = os.environ[USERNAME_ENV]
+        self._password = os.environ[PASSWORD_ENV]
+        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        description = {"url": self.url, "exercise_id": self.exercise_id, "username": self._username}
+        ledger = ledger or Ledger(
+            ledger_path(self.url, self._username, self.exercise_id), description
+        )
+        super().__init__(ledger, budget)
+
+    def _fetch(self, datum_id: int) -> int:
+        import requests
+
+        form = {
+            "username": self._username,
+            "password": self._password,
+            "exercise_id": self.exercise_id,
+            "datum_id": datum_id,
+        }
+        for attempt in range(self.retries + 1):
+            try:
+                response = requests.post(f"{self.url}/reveal/", data=form, timeout=self.timeout)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                problem = f"{type(error).__name__}"
+            else:
+                if response.status_code < 400:
+                    return self._label_from(response, datum_id)
+                if response.status_code < 500:
+                    raise RevealError(
+                        f"{self.url}/reveal/ refused datum {datum_id} of exercise "
+                        f"{self.exercise_id}: HTTP {response.status_code} {response.text[:200]}"
+                    )
+                problem = f"HTTP {response.status_code}"
+            if attempt < self.retries:
+                delay = self.backoff * 2**attempt
+                log.warning(
+                    "Reveal of datum %d failed (%s); retrying in %.1fs", datum_id, problem, delay
+                )
+                time.sleep(delay)
+        raise RevealError(
+            f"{self.url}/reveal/ unreachable after {self.retries + 1} tries ({problem})"
+        )
+
+    def _label_from(self, response, datum_id: int) -> int:
+        try:
+            answer = response.json()
+            label = int(answer["label"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise RevealError(
+                f"unexpected answer from {self.url}/reveal/: {response.text[:200]}"
+            ) from error
+        if int(answer.get("datum_id", datum_id)) != datum_id:
+            raise RevealError(
+                f"asked for datum {datum_id}, the server answered for {answer['datum_id']}"
+            )
+        return label
+
+
+class OracleRevealer(Revealer):
+    """Reads labels from a local answer key (`y_val.npy`) under the same budget and ledger."""
+
+    def __init__(
+        self,
+        answer_key: str | os.PathLike | None = None,
+        dataset_dir: str | os.PathLike | None = None,
+        budget: int = DEFAULT_BUDGET,
+        ledger_file: str | os.PathLike | None = None,
+    ):
+        if answer_key is None and dataset_dir is None:
+            raise ValueError("give the answer key, or the dataset folder that holds y_val.npy")
+        path = Path(answer_key) if answer_key is not None else Path(dataset_dir) / "y_val.npy"
+        if not path.is_file():
+            raise FileNotFoundError(f"answer key {path} not found: query=oracle needs a y_val.npy")
+        self.labels = np.load(path, allow_pickle=False)
+        description = {"answer_key": str(path.resolve())}
+        ledger_file = ledger_file or ledger_path(str(path.resolve()), "oracle", 0)
+        super().__init__(Ledger(ledger_file, description), budget)
+
+    def _fetch(self, datum_id: int) -> int:
+        if not 0 <= datum_id < len(self.labels):
+            raise RevealError(f"datum {datum_id} is not a target row (0 to {len(self.labels) - 1})")
+        return int(self.labels[datum_id])

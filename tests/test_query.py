@@ -1,0 +1,85 @@
+"""Choosing the head: sequential Bayesian querying, and the run end to end with an oracle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from hackrobust.query import choose_head, expected_information_gain
+from hackrobust.submission import read_submission
+from hackrobust.train import train
+
+from helpers import compose_train, offline_overrides
+
+
+def two_heads(n=40, agree=20, seed=0):
+    """Head 0 predicts `a`, head 1 predicts `b`; they agree on the first `agree` rows."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 2, n)
+    b = np.where(np.arange(n) < agree, a, 1 - a)
+    probs = np.stack([np.eye(2)[a], np.eye(2)[b]], axis=1) * 0.9 + 0.05
+    return probs, a, b
+
+
+def test_queries_only_where_heads_disagree_and_finds_the_true_head():
+    probs, _, truth = two_heads()
+    asked = []
+
+    def reveal(datum_id):
+        asked.append(datum_id)
+        return int(truth[datum_id])
+
+    choice = choose_head(probs, reveal, budget=5)
+    assert choice.head == 1 and choice.posterior[1] > 0.999
+    assert 1 <= len(asked) <= 5 and all(d >= 20 for d in asked)
+
+
+def test_information_gain_is_zero_where_heads_agree():
+    probs, _, _ = two_heads()
+    gain = expected_information_gain(0.95 * probs + 0.025, np.array([0.5, 0.5]))
+    assert np.allclose(gain[:20], 0, atol=1e-9) and (gain[20:] > 0.1).all()
+
+
+def test_known_labels_are_used_first_for_free():
+    probs, truth, _ = two_heads()
+    calls = []
+    choice = choose_head(
+        probs,
+        lambda d: calls.append(d),
+        budget=5,
+        known={25: int(truth[25]), 30: int(truth[30]), 31: int(truth[31]), 33: int(truth[33])},
+    )
+    assert (
+        choice.head == 0
+        and calls == []
+        and [q.datum_id for q in choice.queries] == [25, 30, 31, 33]
+    )
+
+
+def test_one_head_queries_random_rows():
+    probs, truth, _ = two_heads()
+    choice = choose_head(probs[:, :1], lambda d: int(truth[d]), budget=5)
+    assert choice.head == 0 and len({q.datum_id for q in choice.queries}) == 5
+
+
+def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
+    overrides = [
+        *offline_overrides("toy", tmp_path),
+        "method=divdis",
+        "query=oracle",
+        "trainer.max_epochs=3",
+    ]
+    metrics, objects = train(compose_train(overrides, tmp_path))
+    ledger = json.loads((tmp_path / "oracle_ledger.json").read_text())
+    assert 1 <= len(ledger["revealed"]) <= 5 and ledger["pending"] is None
+    report = json.loads((tmp_path / "submission.report.json").read_text())
+    assert report["labels_revealed"] == len(ledger["revealed"])
+    assert report["default_score"] == 0.8 and report["recommendation"]
+    low, high = report["estimate_interval_90"]
+    assert 0 <= low <= report["estimated_target_accuracy"] <= high <= 1
+    labels = read_submission(tmp_path / "submission.csv")
+    head = report["chosen_head"]
+    predictions = np.load(tmp_path / "predictions.npz")
+    np.testing.assert_array_equal(labels, predictions["predicted"][:, head])
+    assert int(objects["method"].chosen_head) == head
