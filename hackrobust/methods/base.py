@@ -119,23 +119,23 @@ class BaseMethod(L.LightningModule):
                 metric.update(logits[:, head].argmax(-1), y, batch["group"])
 
     def on_validation_epoch_end(self) -> None:
-        if not self.group_names or self.trainer.sanity_checking:
-            return
         for head, metric in enumerate(self.target_group_accuracy):
-            if not bool(metric.total.sum()):
-                continue
-            per_group = metric.compute()
-            suffix = f"_head{head}" if self.num_heads > 1 else ""
-            seen = ~torch.isnan(per_group)
-            self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
-            self.log_dict(
-                {
-                    f"target/group_acc{suffix}/{name}": acc
-                    for name, acc, ok in zip(self.group_names, per_group, seen, strict=True)
-                    if ok
-                }
-            )
+            # The sanity check's batches are counted, then dropped here with the reset.
+            if self.group_names and not self.trainer.sanity_checking and metric.total.sum():
+                self._log_group_accuracy(head, metric.compute())
             metric.reset()
+
+    def _log_group_accuracy(self, head: int, per_group: torch.Tensor) -> None:
+        suffix = f"_head{head}" if self.num_heads > 1 else ""
+        seen = ~torch.isnan(per_group)
+        self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
+        self.log_dict(
+            {
+                f"target/group_acc{suffix}/{name}": acc
+                for name, acc, ok in zip(self.group_names, per_group, seen, strict=True)
+                if ok
+            }
+        )
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         return {"idx": batch["idx"], "probs": self(batch["x"]).float().softmax(dim=-1)}
