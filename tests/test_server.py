@@ -1,0 +1,145 @@
+"""The project's own server over real HTTP on 127.0.0.1: protocol, budget, restarts, scoring."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import uvicorn
+
+from hackrobust.leaderboard import leaderboard, submit_csv
+from hackrobust.reveal import ApiRevealer, RevealError
+from hackrobust.server.app import create_app
+from hackrobust.server.store import Store
+from hackrobust.submission import write_submission
+
+LABELS = np.array([4, 5, 6, 4, 5, 6, 4, 5, 6, 4, 5, 6, 4, 5])
+
+
+class Running:
+    """uvicorn serving `create_app(db)` on a free local port, in a thread."""
+
+    def __init__(self, db, budget=5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(db, budget), host="127.0.0.1", port=self.port, log_level="warning"
+        )
+        self.server = uvicorn.Server(config)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    folder = tmp_path / "exercise"
+    folder.mkdir()
+    np.save(folder / "y_val.npy", LABELS)
+    (folder / "metadata.json").write_text('{"name": "toy", "default_score": 0.8}')
+    store = Store(tmp_path / "server.sqlite")
+    store.add_team("team", "secret")
+    store.add_team("other", "pw")
+    store.add_exercise(3, folder)
+    monkeypatch.setenv("HACKROBUST_REVEAL_USERNAME", "team")
+    monkeypatch.setenv("HACKROBUST_REVEAL_PASSWORD", "secret")
+    monkeypatch.setenv("HACKROBUST_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "server.sqlite"
+
+
+def post_reveal(url, datum, username="team", password="secret", exercise=3):
+    form = {"username": username, "password": password, "exercise_id": exercise, "datum_id": datum}
+    return requests.post(f"{url}/reveal/", data=form, timeout=10)
+
+
+def test_reveal_protocol(db):
+    with Running(db) as server:
+        first = post_reveal(server.url, 2).json()
+        assert first == {"exercise_id": 3, "datum_id": 2, "label": 6, "previously revealed": []}
+        assert post_reveal(server.url, 7).json()["previously revealed"] == [2]
+        assert post_reveal(server.url, 2, password="nope").status_code == 401
+        assert post_reveal(server.url, 99).status_code == 404
+        assert post_reveal(server.url, 1, exercise=8).status_code == 404
+        assert ApiRevealer(server.url, exercise_id=3).reveal(5) == 6
+
+
+def test_budget_holds_under_concurrent_requests(db):
+    with Running(db, budget=5) as server, ThreadPoolExecutor(14) as pool:
+        answers = list(pool.map(lambda d: post_reveal(server.url, d).status_code, range(14)))
+    assert answers.count(200) == 5 and answers.count(403) == 9
+    with Running(db) as server:  # a restart keeps the spent budget
+        assert post_reveal(server.url, 13).status_code in (200, 403)
+        assert len(Store(db).leaderboard()["teams"]) == 2
+        spent = [d for d in range(14) if post_reveal(server.url, d).status_code == 200]
+        assert len(spent) == 5
+
+
+def test_submission_is_validated_scored_and_once_only(db, tmp_path):
+    wrong_length = write_submission(LABELS[:3], tmp_path / "short.csv")
+    wrong_values = write_submission(np.full(len(LABELS), 9), tmp_path / "nine.csv")
+    answer = LABELS.copy()
+    answer[1] = 6  # one wrong label (the truth is 5)
+    good = write_submission(answer, tmp_path / "good.csv")
+    with Running(db) as server:
+        with pytest.raises(RevealError, match="3 rows"):
+            submit_csv(server.url, 3, wrong_length)
+        with pytest.raises(RevealError, match=r"\[9\]"):
+            submit_csv(server.url, 3, wrong_values)
+        assert submit_csv(server.url, 3, good)["score"] == pytest.approx(1 - 1 / len(LABELS))
+        with pytest.raises(RevealError, match="HTTP 409"):
+            submit_csv(server.url, 3, good)
+        board = leaderboard(server.url)
+    rows = {row["team"]: row for row in board["teams"]}
+    assert rows["team"]["exercises"]["3"] == {"score": pytest.approx(1 - 1 / 14), "submitted": True}
+    assert rows["other"]["exercises"]["3"] == {"score": 0.8, "submitted": False}
+
+
+def test_passwords_are_stored_hashed(db):
+    assert b"secret" not in db.read_bytes()
+
+
+def test_a_training_run_reveals_at_most_five_labels_through_the_api(db, tmp_path, caplog, capsys):
+    import hydra
+
+    from hackrobust.train import train
+
+    from helpers import compose_train, offline_overrides
+
+    run_dir = tmp_path / "run"
+    overrides = [*offline_overrides("toy", run_dir), "method=divdis", "trainer.max_epochs=3"]
+    datamodule = hydra.utils.instantiate(compose_train(overrides, run_dir).dataset)
+    datamodule.prepare_data()
+    Store(db).add_exercise(7, datamodule.generated_dir())
+
+    with Running(db) as server:
+        cfg = compose_train(
+            [*overrides, "query=api", f"query.url={server.url}", "query.exercise_id=7"], run_dir
+        )
+        train(cfg)
+    with sqlite3.connect(db) as con:  # the server's own record of what it revealed
+        spent = con.execute("SELECT COUNT(*) FROM reveals WHERE exercise_id = 7").fetchone()[0]
+    assert 1 <= spent <= 5
+    assert (run_dir / "submission.csv").exists() and (run_dir / "submission.report.json").exists()
+    everything = caplog.text + capsys.readouterr().out
+    assert "secret" not in everything
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert b"secret" not in path.read_bytes(), path
