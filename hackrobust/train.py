@@ -90,8 +90,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             write_report(
                 report, Path(submission.path).with_suffix(".report.json"), submission.overwrite
             )
-            log.info(summary_line(report))
-            print(summary_line(report))
+            print(summary_line(report))  # the verdict, on the console whatever the logging
         if datamodule.data.has_answer_key:
             metrics |= score_target(probs[:, head].argmax(-1), datamodule)
             log.info(
