@@ -58,14 +58,21 @@ def write_submission(
     return write_atomically(Path(path), text.encode(), overwrite)
 
 
-def read_submission(path: str | os.PathLike) -> np.ndarray:
+def parse_labels(text: str, source: str = "the CSV") -> np.ndarray:
+    """One integer label per line, no header, no index; errors name `source` and the line."""
     labels = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             labels.append(int(line.strip()))
         except ValueError:
-            raise ValueError(f"{path}, line {number}: {line!r} is not one integer label") from None
+            raise ValueError(
+                f"{source}, line {number}: {line[:40]!r} is not one integer label"
+            ) from None
     return np.asarray(labels, dtype=np.int64)
+
+
+def read_submission(path: str | os.PathLike) -> np.ndarray:
+    return parse_labels(Path(path).read_text(), str(path))
 
 
 def save_predictions(

@@ -7,25 +7,13 @@ import os
 from fastapi import FastAPI, Form, HTTPException, UploadFile
 
 from hackrobust.server.store import Store, StoreError
+from hackrobust.submission import parse_labels
 
 DEFAULT_BUDGET = 5
 
 
 def _refuse(error: StoreError) -> HTTPException:
     return HTTPException(status_code=error.status, detail=str(error))
-
-
-def parse_csv(content: bytes) -> list[int]:
-    """One integer per line, no header, no index."""
-    labels = []
-    for number, line in enumerate(content.decode().splitlines(), start=1):
-        try:
-            labels.append(int(line.strip()))
-        except ValueError:
-            raise StoreError(
-                400, f"line {number}: {line[:40]!r} is not one integer label"
-            ) from None
-    return labels
 
 
 def create_app(db_path: str | os.PathLike, budget: int = DEFAULT_BUDGET) -> FastAPI:
@@ -49,7 +37,10 @@ def create_app(db_path: str | os.PathLike, budget: int = DEFAULT_BUDGET) -> Fast
         file: UploadFile, username: str = Form(), password: str = Form(), exercise_id: int = Form()
     ) -> dict:
         try:
-            score = store.submit(username, password, exercise_id, parse_csv(file.file.read()))
+            labels = parse_labels(file.file.read().decode(errors="replace")).tolist()
+            score = store.submit(username, password, exercise_id, labels)
+        except ValueError as error:
+            raise HTTPException(status_code=400, detail=str(error)) from None
         except StoreError as error:
             raise _refuse(error) from None
         return {"exercise_id": exercise_id, "score": score}
