@@ -112,6 +112,15 @@ def test_submission_is_validated_scored_and_once_only(db, tmp_path):
     assert rows["other"]["exercises"]["3"] == {"score": 0.8, "submitted": False}
 
 
+def test_a_malformed_csv_is_refused_with_its_line(db):
+    with Running(db) as server:
+        form = {"username": "team", "password": "secret", "exercise_id": 3}
+        answer = requests.post(
+            f"{server.url}/submit/", data=form, files={"file": ("x.csv", b"4\n4,5\n")}, timeout=10
+        )
+    assert answer.status_code == 400 and "line 2" in answer.text
+
+
 def test_passwords_are_stored_hashed(db):
     assert b"secret" not in db.read_bytes()
 
