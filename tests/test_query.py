@@ -47,7 +47,7 @@ def test_known_labels_are_used_first_for_free():
     choice = choose_head(
         probs,
         lambda d: calls.append(d),
-        budget=5,
+        budget=0,
         known={25: int(truth[25]), 30: int(truth[30]), 31: int(truth[31]), 33: int(truth[33])},
     )
     assert (
@@ -83,3 +83,20 @@ def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
     predictions = np.load(tmp_path / "predictions.npz")
     np.testing.assert_array_equal(labels, predictions["predicted"][:, head])
     assert int(objects["method"].chosen_head) == head
+
+
+def test_queries_spread_over_the_disagreement_region_and_catch_heads_that_are_both_wrong():
+    """An OR head and an AND head of two features: neither is the label (feature x)."""
+    from hackrobust.query.report import build_report
+
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    or_head, and_head = x | y, x & y
+    probs = np.stack([np.eye(2)[or_head], np.eye(2)[and_head]], axis=1) * 0.9 + 0.05
+    features = np.stack([x, y], axis=1) + 0.01 * rng.standard_normal((200, 2))
+    choice = choose_head(probs, lambda d: int(x[d]), budget=5, features=features)
+    groups = {(int(x[q.datum_id]), int(y[q.datum_id])) for q in choice.queries}
+    assert groups == {(1, 0), (0, 1)}  # both kinds of disagreement were asked
+    report = build_report(choice.to_dict(), probs, [1.0, 1.0], 100, np.array([0, 1]), 0.8)
+    assert not report["chosen_head_matches_every_revealed_label"]
+    assert report["recommendation"].startswith("keep the default")

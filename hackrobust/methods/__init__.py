@@ -3,5 +3,6 @@
 from hackrobust.methods.base import BaseMethod
 from hackrobust.methods.divdis import DivDis
 from hackrobust.methods.erm import ERM
+from hackrobust.methods.topk import TopKDisagreement
 
-__all__ = ["ERM", "BaseMethod", "DivDis"]
+__all__ = ["ERM", "BaseMethod", "DivDis", "TopKDisagreement"]

@@ -23,6 +23,20 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
+def trunk_features(
+    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
+) -> np.ndarray:
+    """The shared trunk's features of each row, standardised per dimension: (N, D)."""
+    was_training = module.training
+    module.eval()
+    feats = torch.cat(
+        [module.net.features(c.to(module.device)).float().cpu() for c in x.split(batch_size)]
+    )
+    module.train(was_training)
+    return ((feats - feats.mean(0)) / feats.std(0).clamp_min(1e-6)).numpy()
+
+
+@torch.no_grad()
 def target_probabilities(
     module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
 ) -> np.ndarray:
@@ -42,7 +56,7 @@ class ActiveQuery(L.Callback):
     Args:
         revealer: a factory (Hydra partial) of a `Revealer`; it receives `dataset_dir` when it
             takes one (the offline oracle reads the dataset's answer key from there).
-        stop_at: stop querying once one head has this posterior probability.
+        stop_at: stop querying once one head has this posterior probability (1: spend the budget).
         error_rate: how often the right head may still be wrong on a revealed row.
     """
 
@@ -50,7 +64,7 @@ class ActiveQuery(L.Callback):
         self,
         revealer: Callable[..., Revealer],
         budget: int = 5,
-        stop_at: float = 0.9999,
+        stop_at: float = 1.0,
         error_rate: float = 0.05,
     ):
         self.revealer_factory = revealer
@@ -73,14 +87,15 @@ class ActiveQuery(L.Callback):
             holdout_probs = target_probabilities(pl_module, holdout["x"])
             result = None
             if trainer.is_global_zero:
-                result = self._query(datamodule, probs)
+                features = trunk_features(pl_module, datamodule.target_set.tensors["x"])
+                result = self._query(datamodule, probs, features)
                 hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
                 result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
                 result["holdout_size"] = len(hits)
             self.result = trainer.strategy.broadcast(result, src=0)
         pl_module.chosen_head.fill_(self.result["head"])
 
-    def _query(self, datamodule, probs: np.ndarray) -> dict:
+    def _query(self, datamodule, probs: np.ndarray, features: np.ndarray) -> dict:
         revealer = self._revealer(datamodule)
         label_values = datamodule.label_values
 
@@ -92,7 +107,9 @@ class ActiveQuery(L.Callback):
             for d, label in revealer.revealed.items()
         }
         budget = min(self.budget, revealer.remaining)
-        choice = choose_head(probs, reveal, budget, known, self.stop_at, self.error_rate)
+        choice = choose_head(
+            probs, reveal, budget, known, self.stop_at, self.error_rate, features=features
+        )
         result = choice.to_dict()
         for query in result["queries"]:
             query["label"] = int(label_values[query["label"]])

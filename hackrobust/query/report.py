@@ -7,9 +7,11 @@ disagree it is right as often if it is the true head (posterior P) and wrong as 
 
     accuracy ~= agree x a + (1 - agree) x (P x a + (1 - P) x (1 - a))
 
-The interval carries the uncertainty of `a` (a 90% Wilson interval on the held-out size). With
-one head there is nothing to choose; its revealed labels are a small random sample, scored
-with a Beta(1 + right, 1 + wrong) posterior.
+The interval carries the uncertainty of `a` (a 90% Wilson interval on the held-out size). When
+the chosen head contradicts a revealed label, no head is the true rule everywhere: the
+disagreement part is then scored from the revealed labels (Beta posterior) and the verdict is
+to keep the default. With one head there is nothing to choose; its revealed labels are a small
+random sample, scored with a Beta(1 + right, 1 + wrong) posterior.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def build_report(
         for h in range(probs.shape[1])
     ]
     a = holdout_accuracy[head]
-    if probs.shape[1] > 1:
+    # One revealed label against the chosen head means no head is the true rule everywhere.
+    consistent = not revealed or agreement[head] == 1.0
+    if probs.shape[1] > 1 and consistent:
         agree = float((predicted == predicted[:, :1]).all(axis=1).mean())
         p_right = choice["posterior"][head]
 
@@ -62,18 +66,34 @@ def build_report(
         low_a, high_a = wilson(a * holdout_size, holdout_size)
         point, interval = estimate(a), (estimate(low_a), estimate(high_a))
         basis = "head agreement on the target set, held-out accuracy, head posterior"
+    elif probs.shape[1] > 1:
+        # The revealed rows sample the disagreement region: score the head there directly.
+        agree = float((predicted == predicted[:, :1]).all(axis=1).mean())
+        right = round(agreement[head] * len(revealed))
+        beta = stats.beta(1 + right, 1 + len(revealed) - right)
+        point = agree * a + (1 - agree) * float(beta.mean())
+        interval = (
+            agree * a + (1 - agree) * float(beta.ppf(0.05)),
+            agree * a + (1 - agree) * float(beta.ppf(0.95)),
+        )
+        basis = "the chosen head contradicts a revealed label: its accuracy where the heads disagree is estimated from the revealed labels"
     else:
         right = sum(predicted[d, 0] == y for d, y in revealed.items())
         wrong = len(revealed) - right
         beta = stats.beta(1 + right, 1 + wrong)
         point, interval = float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95)))
         basis = "revealed labels only (one head)"
-    submit = interval[0] >= default_score
+    submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": head,
         "head_posterior": choice["posterior"],
         "revealed": [
-            {k: q[k] for k in ("datum_id", "label", "head_predictions", "information_gain")}
+            {
+                "datum_id": q["datum_id"],
+                "label": q["label"],
+                "head_predictions": predicted[q["datum_id"]].tolist(),
+                "information_gain": q["information_gain"],
+            }
             for q in choice["queries"]
         ],
         "labels_revealed": len(revealed),
@@ -83,6 +103,7 @@ def build_report(
         "estimate_interval_90": [round(interval[0], 4), round(interval[1], 4)],
         "estimate_basis": basis,
         "default_score": default_score,
+        "chosen_head_matches_every_revealed_label": consistent,
         "recommendation": "submit" if submit else "keep the default (do not submit)",
     }
 

@@ -53,14 +53,22 @@ def choose_head(
     reveal: Callable[[int], int],
     budget: int,
     known: dict[int, int] | None = None,
-    stop_at: float = 0.9999,
+    stop_at: float = 1.0,
     error_rate: float = 0.05,
     seed: int = 0,
+    features: np.ndarray | None = None,
 ) -> HeadChoice:
     """Query up to `budget` new rows with `reveal(datum_id) -> class index`; pick the MAP head.
 
     Labels in `known` (already revealed, e.g. by an earlier run) are used first, for free.
     With a single head there is no hypothesis to test: it queries random rows (`seed`).
+
+    Among the informative rows (at least half the best gain), a query goes to the one farthest
+    in `features` (N, D) from the rows already asked. Repeating one kind of row would only
+    test the heads against each other there; spreading the queries over the disagreement
+    region also catches heads that are *all* wrong somewhere (say an OR and an AND of the two
+    features), which the report then sees as disagreement with the revealed labels. By default
+    the whole budget is spent (labels cost nothing up to it); `stop_at` < 1 stops earlier.
     """
     n_heads = probs.shape[1]
     likelihood = _likelihood(probs.astype(np.float64), error_rate)
@@ -90,9 +98,21 @@ def choose_head(
         else:
             gain = expected_information_gain(likelihood, posterior)
             gain[list(asked)] = -np.inf
-            datum_id = int(np.argmax(gain))  # ties: the first row
+            datum_id = _spread_pick(gain, features, sorted(asked))
         asked.add(datum_id)
         posterior = update(datum_id, reveal(datum_id), float(gain[datum_id]))
     choice.head = int(np.argmax(posterior))
     choice.posterior = posterior.round(6).tolist()
     return choice
+
+
+def _spread_pick(gain: np.ndarray, features: np.ndarray | None, asked: list[int]) -> int:
+    """The most informative row, or among the informative ones the farthest from `asked`."""
+    best = int(np.argmax(gain))  # ties: the first row
+    if features is None or not asked or not np.isfinite(gain[best]):
+        return best
+    candidates = np.flatnonzero(gain >= 0.5 * gain[best])
+    distance = np.linalg.norm(features[candidates, None] - features[None, asked], axis=-1).min(
+        axis=1
+    )
+    return int(candidates[np.argmax(distance)])

@@ -1,0 +1,37 @@
+"""Top-k disagreement's loss against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from hackrobust.methods.topk import disagreeing_assignments, topk_disagreement_loss
+
+
+def test_assignments_are_the_disagreeing_label_combinations():
+    assert disagreeing_assignments(2, 2).tolist() == [[0, 1], [1, 0]]
+    assert len(disagreeing_assignments(3, 3)) == 27 - 3
+
+
+def test_each_example_takes_its_cheapest_disagreement_and_only_the_k_cheapest_count():
+    p = torch.tensor(
+        [
+            [[0.9, 0.1], [0.2, 0.8]],  # heads already disagree (0, 1): cheap
+            [[0.5, 0.5], [0.5, 0.5]],  # undecided
+            [[0.9, 0.1], [0.9, 0.1]],  # both say 0: disagreeing is expensive
+            [[0.1, 0.9], [0.8, 0.2]],  # heads disagree (1, 0): cheap
+        ]
+    )
+    logits = p.log()
+    cheap = [-math.log(0.9) - math.log(0.8), -2 * math.log(0.5), -math.log(0.9) - math.log(0.1),
+             -math.log(0.9) - math.log(0.8)]  # fmt: skip
+    assignments = disagreeing_assignments(2, 2)
+    assert math.isclose(
+        topk_disagreement_loss(logits, 0.5, assignments).item(), cheap[0], rel_tol=1e-5
+    )
+    three = sorted(cheap)[:3]
+    assert math.isclose(
+        topk_disagreement_loss(logits, 0.75, assignments).item(), sum(three) / 3, rel_tol=1e-5
+    )
+    assert topk_disagreement_loss(logits, 0.1, assignments).item() == 0.0
