@@ -95,3 +95,26 @@ def test_exactly_one_of_path_and_generator():
         HackathonDataModule()
     with pytest.raises(ValueError, match="exactly one"):
         HackathonDataModule(path="x", generator=TOY)
+
+
+def test_a_parallel_writer_of_the_same_dataset_is_not_an_error(tmp_path, monkeypatch):
+    """Two runs generating one configuration at once: the loser keeps the winner's folder."""
+    import tempfile
+
+    from hackrobust.data import layout
+
+    dm = HackathonDataModule(generator=TOY, cache_dir=str(tmp_path))
+    target = dm.generated_dir()
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp_then_lose_the_race(*args, **kwargs):
+        made = real_mkdtemp(*args, **kwargs)
+        monkeypatch.setattr(layout.tempfile, "mkdtemp", real_mkdtemp)
+        layout.save_hackathon_dir(TOY(), target)  # the other process finishes first
+        return made
+
+    monkeypatch.setattr(layout.tempfile, "mkdtemp", mkdtemp_then_lose_the_race)
+    dm.prepare_data()
+    dm.setup()
+    assert len(dm.data.x_target) == 80
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary folder left

@@ -89,7 +89,12 @@ def save_hackathon_dir(data: HackathonData, path: str | os.PathLike) -> Path:
             if array is not None:
                 np.save(tmp / name, array, allow_pickle=False)
         (tmp / METADATA).write_text(json.dumps(data.metadata, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as error:  # a parallel writer got there first ("directory not empty")
+            if path.exists():
+                raise FileExistsError(f"{path} was written by another process meanwhile") from error
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
