@@ -47,6 +47,15 @@ def run(dataset: str, seed: int, extra: list[str], offline: bool, log_dir: Path)
     return metrics | metadata
 
 
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -78,7 +87,9 @@ def main() -> None:
         f"Regenerate: `{command.strip()}` (data: "
         f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}.\n\n"
+        f"Python {platform.python_version()}; code at commit {_commit()}.\n"
+        "Seconds per run: wall time of the whole command (dataset generation included), not a\n"
+        "benchmark.\n\n"
         "Target accuracy (mean ± std over seeds) of the ERM head, scored with the generated answer\n"
         "key, beside the score of not submitting. Worst group: the lowest accuracy over the\n"
         "target's feature combinations (where the features disagree, ERM is right only if it\n"
