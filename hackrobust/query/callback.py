@@ -23,31 +23,29 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
+def _evaluate(module: L.LightningModule, x: torch.Tensor, forward, batch_size: int) -> torch.Tensor:
+    """`forward` over `x` in batches, in eval mode (restoring the module's mode after)."""
+    was_training = module.training
+    module.eval()
+    try:
+        return torch.cat([forward(c.to(module.device)).float().cpu() for c in x.split(batch_size)])
+    finally:
+        module.train(was_training)
+
+
+def target_probabilities(
+    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
+) -> np.ndarray:
+    """Softmax of every head on every row: (N, heads, classes)."""
+    return _evaluate(module, x, lambda c: module(c).float().softmax(-1), batch_size).numpy()
+
+
 def trunk_features(
     module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
 ) -> np.ndarray:
     """The shared trunk's features of each row, standardised per dimension: (N, D)."""
-    was_training = module.training
-    module.eval()
-    feats = torch.cat(
-        [module.net.features(c.to(module.device)).float().cpu() for c in x.split(batch_size)]
-    )
-    module.train(was_training)
+    feats = _evaluate(module, x, module.net.features, batch_size)
     return ((feats - feats.mean(0)) / feats.std(0).clamp_min(1e-6)).numpy()
-
-
-@torch.no_grad()
-def target_probabilities(
-    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
-) -> np.ndarray:
-    """Softmax of every head on every target row: (N, heads, classes)."""
-    was_training = module.training
-    module.eval()
-    probs = [
-        module(chunk.to(module.device)).float().softmax(-1).cpu() for chunk in x.split(batch_size)
-    ]
-    module.train(was_training)
-    return torch.cat(probs).numpy()
 
 
 class ActiveQuery(L.Callback):
