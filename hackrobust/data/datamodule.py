@@ -249,9 +249,6 @@ class HackathonDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.target_set, self.eval_batch_size, shuffle=False)
 
-    def unlabeled_dataloader(self) -> DataLoader:
-        return self._loader(self.unlabeled_set, self.eval_batch_size, shuffle=False)
-
 
 def _unwrap(call: Callable) -> tuple[Callable, dict]:
     """The function under nested partials, and the keywords they bind (outer ones win)."""
