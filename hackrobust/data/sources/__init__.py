@@ -7,6 +7,8 @@ offline stand-in (scikit-learn's digits, procedural objects and faces) for tests
 
 from __future__ import annotations
 
+from os import PathLike
+
 from hackrobust.data.sources.cifar import load_cifar4_pool
 from hackrobust.data.sources.digits import load_digits_pool
 from hackrobust.data.sources.errors import SourceUnavailableError
@@ -34,7 +36,9 @@ def _unknown(kind: str, source: str, valid: tuple[str, ...]) -> ValueError:
     return ValueError(f"unknown {kind} source {source!r}: dataset.source must be one of {valid}")
 
 
-def digit_pool(source: str, data_dir, split: str, download: bool = True) -> ImagePool:
+def digit_pool(
+    source: str, data_dir: str | PathLike, split: str, download: bool = True
+) -> ImagePool:
     """Digits 1x28x28: "mnist" (real, from data_dir) or "digits" (scikit-learn's, offline)."""
     if source == "mnist":
         return load_mnist_pool(data_dir, split, download=download)
@@ -43,7 +47,7 @@ def digit_pool(source: str, data_dir, split: str, download: bool = True) -> Imag
     raise _unknown("digit", source, ("mnist", "digits"))
 
 
-def object_pool(source: str, data_dir, split: str) -> ImagePool:
+def object_pool(source: str, data_dir: str | PathLike, split: str) -> ImagePool:
     """Objects 3x32x32 with CIFAR ids: "cifar" (real) or "synthetic" (offline)."""
     if source == "cifar":
         return load_cifar4_pool(data_dir, split)
@@ -52,7 +56,7 @@ def object_pool(source: str, data_dir, split: str) -> ImagePool:
     raise _unknown("object", source, ("cifar", "synthetic"))
 
 
-def face_pool(source: str, data_dir, split: str) -> ImagePool:
+def face_pool(source: str, data_dir: str | PathLike, split: str) -> ImagePool:
     """Faces 1x64x64, 1 smiling: "smiles" (real LFW crops) or "synthetic" (offline)."""
     if source == "smiles":
         return load_smiles_pool(data_dir, split)

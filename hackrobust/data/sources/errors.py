@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from os import PathLike
+
 
 class SourceUnavailableError(FileNotFoundError):
     """A real image source is absent; the message says where it was looked for and what to do."""
 
-    def __init__(self, what: str, directory, expected: str, offline_source: str):
+    def __init__(
+        self,
+        what: str,
+        directory: str | PathLike,
+        expected: str,
+        offline_source: str,
+        reason: str = "",
+    ):
         super().__init__(
-            f"{what} not found in {directory} (expected {expected}). Point paths.data_dir (or the "
-            f"HACKROBUST_DATA_DIR environment variable) at a folder that holds it, or run offline "
-            f"with dataset.source={offline_source}."
+            f"{what} not found in {directory} (expected {expected}"
+            f"{'; ' + reason if reason else ''}). Set the HACKROBUST_DATA_DIR environment "
+            f"variable or pass paths.data_dir=... to a folder that holds it, or run offline with "
+            f"dataset.source={offline_source}."
         )

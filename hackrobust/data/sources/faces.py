@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,13 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
-def load_smiles_pool(data_dir, split: str = "train") -> ImagePool:
-    """(N, 1, 64, 64) grayscale faces; a fixed per-class 80/20 split (the set has none)."""
+def load_smiles_pool(data_dir: str | PathLike, split: str = "train") -> ImagePool:
+    """(N, 1, 64, 64) grayscale faces, label 1 smiling; a fixed per-class 80/20 split.
+
+    Reads `SMILEs.zip` and `labels.csv` (13,165 faces; the set has no split of its own). The
+    JPEGs are decoded once, resized to 64x64 where they differ, then kept as an .npz under
+    `$HACKROBUST_CACHE_DIR/sources`.
+    """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = Path(data_dir).expanduser() / "smiles_lfw"
@@ -25,7 +31,7 @@ def load_smiles_pool(data_dir, split: str = "train") -> ImagePool:
             "SMILEs faces", folder, "SMILEs.zip and labels.csv", "synthetic"
         )
 
-    def build():
+    def build() -> dict[str, np.ndarray]:
         rows = read_index(index)
         images = decode_zip_images(archive, [r["path"] for r in rows], "L", 64)
         return {"images": images, "labels": np.array([int(r["smiling"]) for r in rows])}

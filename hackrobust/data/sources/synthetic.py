@@ -13,12 +13,18 @@ from hackrobust.data.sources.pool import ImagePool
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
 
+def _stream(split: str) -> int:
+    if split not in _SPLIT_STREAM:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return _SPLIT_STREAM[split]
+
+
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     axis = (np.arange(size, dtype=np.float32) + 0.5) / size
     return axis[None, :, None], axis[None, None, :]  # y (1, S, 1), x (1, 1, S)
 
 
-def _uniform(rng, n, low, high):
+def _uniform(rng: np.random.Generator, n: int, low: float, high: float) -> np.ndarray:
     return rng.uniform(low, high, size=(n, 1, 1)).astype(np.float32)
 
 
@@ -56,8 +62,12 @@ def _object_masks(rng: np.random.Generator, class_id: int, n: int) -> np.ndarray
 def synthetic_objects_pool(
     split: str = "train", n_per_class: int = 500, seed: int = 0
 ) -> ImagePool:
-    """(4 x n_per_class, 3, 32, 32) objects with CIFAR ids: airplane, automobile, bird, cat."""
-    rng = np.random.default_rng([seed, _SPLIT_STREAM[split], 0])
+    """(4 x n_per_class, 3, 32, 32) objects with CIFAR ids: airplane, automobile, bird, cat.
+
+    Object and background colours are uniform at random for every class: only the shape tells
+    the classes apart. "test" draws from a different random stream than "train".
+    """
+    rng = np.random.default_rng([seed, _stream(split), 0])
     images, labels = [], []
     for class_id in range(4):
         mask = _object_masks(rng, class_id, n_per_class)[:, None]
@@ -72,7 +82,7 @@ def synthetic_objects_pool(
 
 def synthetic_faces_pool(split: str = "train", n_per_class: int = 500, seed: int = 0) -> ImagePool:
     """(2 x n_per_class, 1, 64, 64) cartoon faces: 1 smiling (mouth curves up), 0 flat or frowning."""
-    rng = np.random.default_rng([seed, _SPLIT_STREAM[split], 1])
+    rng = np.random.default_rng([seed, _stream(split), 1])
     y, x = _grid(64)
     images, labels = [], []
     for smiling in (0, 1):
