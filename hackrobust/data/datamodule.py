@@ -199,9 +199,12 @@ class HackathonDataModule(L.LightningDataModule):
 
     @property
     def val_stage_names(self) -> list[str]:
-        """Names of the validation dataloaders, in order: "val" (held-out labeled), "target"."""
-        names = ["val"] if len(self.holdout_set) else []
-        return names + (["target"] if self.data.has_answer_key else [])
+        """Names of the validation dataloaders, in order: "val" (held-out labeled), "target".
+
+        The target inputs are always there (checkpoint selection reads them); their labels are
+        unknown (-1) without an answer key.
+        """
+        return (["val"] if len(self.holdout_set) else []) + ["target"]
 
     def to_class_index(self, labels: np.ndarray) -> np.ndarray:
         index = np.searchsorted(self.label_values, labels)

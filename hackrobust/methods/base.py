@@ -1,7 +1,13 @@
 """The LightningModule every method subclasses: shared step, metrics, optimizers, predict.
 
 A method overrides `compute_loss(batch)`; the rest (the multi-head model, per-head accuracy,
-the target set's reading-only metrics, `predict_step`) lives here once.
+the target set's reading-only metrics, `predict_step`, the checkpoint-selection score) lives here
+once.
+
+Checkpoints are selected without target labels, on `val/select`: the held-out labeled loss plus,
+with several heads, `selection_diversity` x the heads' mean pairwise mutual information on the
+target inputs (low when the heads have found different rules). A method that is not ready to be
+selected yet (D-BAT before its last member) logs it as +inf.
 """
 
 from __future__ import annotations
@@ -12,9 +18,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from hackrobust.metrics import GroupAccuracy
+from hackrobust.metrics import GroupAccuracy, HeadMutualInformation
 
 
 class BaseMethod(L.LightningModule):
@@ -26,6 +33,8 @@ class BaseMethod(L.LightningModule):
         scheduler: optional LR scheduler factory called with the optimizer (stepped per epoch).
         num_heads: heads on the shared trunk; the head used for the CSV is `chosen_head`.
         group_names: names of the target set's groups (feature combinations), for logging.
+        selection_diversity: weight of the heads' mutual information on the target inputs in
+            `val/select`, the checkpoint-selection score (ignored with one head).
     """
 
     uses_unlabeled = False  # methods that read unlabeled batches set this
@@ -40,6 +49,7 @@ class BaseMethod(L.LightningModule):
         num_classes: int,
         num_heads: int = 1,
         group_names: Sequence[str] | None = None,
+        selection_diversity: float = 1.0,
     ):
         super().__init__()
         # Plain Python types: Hydra passes lists as ListConfig, which checkpoints should not hold.
@@ -69,6 +79,11 @@ class BaseMethod(L.LightningModule):
         )
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
+        )
+        self.selection_diversity = selection_diversity
+        self.heldout_loss = MeanMetric()
+        self.target_mutual_information = (
+            HeadMutualInformation(num_heads, num_classes) if num_heads > 1 else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,9 +119,16 @@ class BaseMethod(L.LightningModule):
         stage = self.trainer.datamodule.val_stage_names[dataloader_idx]
         logits = self(batch["x"])
         y = batch["y"]
+        if stage == "target" and self.target_mutual_information is not None:
+            self.target_mutual_information.update(logits.float().softmax(dim=-1))
+        if stage == "target" and bool((y < 0).any()):
+            return  # no answer key: the target inputs serve selection only
+        loss = self.heads_cross_entropy(logits, y)
+        if stage == "val":
+            self.heldout_loss.update(loss, weight=len(y))
         self.log(
             f"{stage}/loss",
-            self.heads_cross_entropy(logits, y),
+            loss,
             batch_size=len(y),
             add_dataloader_idx=False,
             prog_bar=stage == "val",
@@ -119,11 +141,33 @@ class BaseMethod(L.LightningModule):
                 metric.update(logits[:, head].argmax(-1), y, batch["group"])
 
     def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_selection_score()
+        self.heldout_loss.reset()
+        if self.target_mutual_information is not None:
+            self.target_mutual_information.reset()
         for head, metric in enumerate(self.target_group_accuracy):
             # The sanity check's batches are counted, then dropped here with the reset.
             if self.group_names and not self.trainer.sanity_checking and metric.total.sum():
                 self._log_group_accuracy(head, metric.compute())
             metric.reset()
+
+    def selection_ready(self) -> bool:
+        """Whether this epoch's model may be selected; methods trained in stages override it."""
+        return True
+
+    def _log_selection_score(self) -> None:
+        """`val/select` = held-out labeled loss + selection_diversity x heads' MI on the target."""
+        score = self.heldout_loss.compute() if self.heldout_loss.update_called else None
+        if self.target_mutual_information is not None and self.target_mutual_information.count:
+            information = self.target_mutual_information.compute()
+            self.log("val/target_mutual_information", information)
+            score = self.selection_diversity * information + (0 if score is None else score)
+        if score is None:
+            return  # neither a holdout nor several heads: nothing to select on
+        if not self.selection_ready():
+            score = torch.full_like(torch.as_tensor(score, dtype=torch.float32), torch.inf)
+        self.log("val/select", score)
 
     def _log_group_accuracy(self, head: int, per_group: torch.Tensor) -> None:
         suffix = f"_head{head}" if self.num_heads > 1 else ""

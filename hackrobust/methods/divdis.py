@@ -23,26 +23,9 @@ from __future__ import annotations
 import torch
 
 from hackrobust.methods.base import BaseMethod
+from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_information
 
 EPS = 1e-8
-
-
-def pairwise_mutual_information(probs: torch.Tensor) -> torch.Tensor:
-    """Mutual information between the predictions of each head pair, (B, H, K) -> (H, H).
-
-    MI(h, g) = KL(joint || product of marginals), the joint estimated over the batch.
-    """
-    batch = probs.shape[0]
-    joint = torch.einsum("bhd,bge->hgde", probs, probs) / batch
-    marginal = probs.mean(dim=0)
-    product = torch.einsum("hd,ge->hgde", marginal, marginal)
-    return (joint * ((joint + EPS).log() - (product + EPS).log())).sum(dim=(-1, -2))
-
-
-def mean_pairwise(matrix: torch.Tensor) -> torch.Tensor:
-    """Mean of the strictly upper-triangular entries (every head pair once)."""
-    rows, cols = torch.triu_indices(*matrix.shape, offset=1, device=matrix.device)
-    return matrix[rows, cols].mean()
 
 
 def marginal_kl(unlabeled_probs: torch.Tensor, labeled_probs: torch.Tensor) -> torch.Tensor:
