@@ -1,0 +1,147 @@
+"""Target accuracy against the unlabeled set's mix rate (the share of decorrelated rows).
+
+    python experiments/mix_rate_curve.py [--datasets mnist_cc] [--methods divdis topk]
+        [--rates 0.01 0.03 0.1 0.3 0.5] [--seeds 0]
+
+Each point is one `python -m hackrobust.train` run with `query=oracle` (at most 5 labels) and
+`dataset.generator.unlabeled_mix_rate=<rate>`; the target set keeps its mix rate. Finished runs go
+to `<out>.jsonl` (an interrupted study resumes); the table and a plot go to `<out>.md` and
+`<out>.png`. As the HappyFaces benchmark reports it: the lowest mix rate from which accuracy stays
+at or above 0.9 (and 0.98), and the area under the accuracy curve over mix rates up to 0.3,
+divided by the width of the measured range (the mean accuracy over it; 1 is perfect).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from hackathon_suite import RESULTS, _commit, run
+
+
+def lowest_rate_above(rates: np.ndarray, accs: np.ndarray, threshold: float) -> float | None:
+    """The smallest measured rate from which every larger measured rate reaches `threshold`."""
+    ok = accs >= threshold
+    for i in range(len(rates)):
+        if ok[i:].all():
+            return float(rates[i])
+    return None
+
+
+def normalised_area(rates: np.ndarray, accs: np.ndarray, upto: float = 0.3) -> float:
+    """Trapezoid area under accuracy over the measured rates <= `upto`, over that range's width."""
+    keep = rates <= upto
+    r, a = rates[keep], accs[keep]
+    if len(r) < 2:
+        return float("nan")
+    return float(np.sum((r[1:] - r[:-1]) * (a[1:] + a[:-1]) / 2) / (r[-1] - r[0]))
+
+
+def plot(curves: dict, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for (dataset, method), (rates, accs) in curves.items():
+        axes.plot(rates, accs, marker="o", label=f"{method} on {dataset}")
+    axes.set_xscale("log")
+    axes.set_xlabel("unlabeled mix rate (share of decorrelated rows)")
+    axes.set_ylabel("target accuracy (mean over seeds)")
+    axes.axhline(0.98, color="grey", linestyle=":", linewidth=1)
+    axes.axhline(0.8, color="red", linestyle=":", linewidth=1, label="default score (0.8)")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="+", default=["mnist_cc"])
+    parser.add_argument("--methods", nargs="+", default=["divdis", "topk"])
+    parser.add_argument("--rates", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3, 0.5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--extra", nargs="*", default=["trainer.enable_progress_bar=false"])
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "mix_rate_curve")
+    args = parser.parse_args()
+
+    store = args.out.with_suffix(".jsonl")
+    store.parent.mkdir(parents=True, exist_ok=True)
+    records = (
+        [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
+    )
+    done = {(r["method"], r["dataset"], r["seed"], r["mix_rate"]) for r in records}
+    extra = list(args.extra)
+    with tempfile.TemporaryDirectory() as log_dir:
+        for dataset in args.datasets:
+            for method in args.methods:
+                for rate in args.rates:
+                    for seed in args.seeds:
+                        if (method, dataset, seed, rate) in done:
+                            continue
+                        args.extra = [*extra, f"dataset.generator.unlabeled_mix_rate={rate}"]
+                        record = run(method, dataset, seed, args, Path(log_dir) / f"r{rate}")
+                        record |= {"mix_rate": rate, "commit": _commit()}
+                        with store.open("a") as handle:
+                            handle.write(json.dumps(record) + "\n")
+                        records.append(record)
+                        acc = record["metrics"]["target/final_acc"]
+                        print(f"{dataset} {method} rate {rate} seed {seed}: {acc:.4f}", flush=True)
+
+    by_curve = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        if (
+            r["dataset"] in args.datasets
+            and r["method"] in args.methods
+            and r["seed"] in args.seeds
+        ):
+            by_curve[r["dataset"], r["method"]][r["mix_rate"]].append(
+                r["metrics"]["target/final_acc"]
+            )
+    curves, lines = {}, []
+    for key, points in by_curve.items():
+        rates = np.array(sorted(points))
+        accs = np.array([np.mean(points[r]) for r in rates])
+        curves[key] = (rates, accs)
+        above = [lowest_rate_above(rates, accs, t) for t in (0.9, 0.98)]
+        cells = " | ".join(f"{a:.3f}" for a in accs)
+        lines.append(
+            f"| {key[0]} | {key[1]} | {cells} | {above[0]} | {above[1]} "
+            f"| {normalised_area(rates, accs):.3f} |"
+        )
+    rates = sorted({r for points in by_curve.values() for r in points})
+    plot(curves, args.out.with_suffix(".png"))
+    command = "python experiments/mix_rate_curve.py " + " ".join(sys.argv[1:])
+    commits = sorted({r.get("commit", "unknown") for r in records})
+    args.out.with_suffix(".md").write_text(
+        "# Target accuracy against the unlabeled mix rate\n\n"
+        f"Regenerate: `{command.strip()}` (data: "
+        f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n\n"
+        "Target accuracy (mean over seeds) of the submitted head with at most 5 revealed labels,\n"
+        "per unlabeled mix rate; the target set's mix rate stays at the dataset's default.\n"
+        "Lowest rate >= t: the smallest measured rate from which every larger one reaches t.\n"
+        "Area: trapezoid area under the curve over the measured rates up to 0.3, divided by\n"
+        "that range's width.\n\n"
+        f"| dataset | method | {' | '.join(str(r) for r in rates)} | lowest rate >= 0.9 "
+        "| lowest rate >= 0.98 | area to 0.3 |\n"
+        f"|---|---|{'---|' * len(rates)}---|---|---|\n" + "\n".join(lines) + "\n\n"
+        f"![accuracy against mix rate]({args.out.with_suffix('.png').name})\n"
+    )
+    print(f"wrote {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
