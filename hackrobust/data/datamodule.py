@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from hackrobust.data.in_memory import TensorDict, pass_through
@@ -225,15 +226,28 @@ class HackathonDataModule(L.LightningDataModule):
 
     # ---- loaders -------------------------------------------------------------------------------
 
-    def _loader(self, dataset: TensorDict, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: TensorDict, batch_size: int, shuffle: bool, sampler=None
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             collate_fn=pass_through,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _eval_loader(self, dataset: TensorDict) -> DataLoader:
+        """Evaluation reads every row exactly once, also under DDP.
+
+        Lightning's default distributed sampler pads the shards with repeated rows, which would
+        count them twice in the per-group metrics; an unrepeated sampler gives uneven shards.
+        """
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed else None
+        return self._loader(dataset, self.eval_batch_size, shuffle=False, sampler=sampler)
 
     def train_dataloader(self) -> dict[str, DataLoader]:
         loaders = {"labeled": self._loader(self.train_set, self.batch_size, shuffle=True)}
@@ -245,12 +259,10 @@ class HackathonDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         sets = {"val": self.holdout_set, "target": self.target_set}
-        return [
-            self._loader(sets[name], self.eval_batch_size, False) for name in self.val_stage_names
-        ]
+        return [self._eval_loader(sets[name]) for name in self.val_stage_names]
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.target_set, self.eval_batch_size, shuffle=False)
+        return self._eval_loader(self.target_set)
 
 
 def _unwrap(call: Callable) -> tuple[Callable, dict]:

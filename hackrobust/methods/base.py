@@ -21,7 +21,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from hackrobust.metrics import GroupAccuracy, HeadMutualInformation
+from hackrobust.metrics import GroupAccuracy, HeadMutualInformation, worst_k_accuracy
 
 
 class BaseMethod(L.LightningModule):
@@ -149,7 +149,7 @@ class BaseMethod(L.LightningModule):
         for head, metric in enumerate(self.target_group_accuracy):
             # The sanity check's batches are counted, then dropped here with the reset.
             if self.group_names and not self.trainer.sanity_checking and metric.total.sum():
-                self._log_group_accuracy(head, metric.compute())
+                self._log_group_accuracy(head, metric)
             metric.reset()
 
     def selection_ready(self) -> bool:
@@ -169,17 +169,21 @@ class BaseMethod(L.LightningModule):
             score = torch.full_like(torch.as_tensor(score, dtype=torch.float32), torch.inf)
         self.log("val/select", score)
 
-    def _log_group_accuracy(self, head: int, per_group: torch.Tensor) -> None:
+    def _log_group_accuracy(self, head: int, metric: GroupAccuracy) -> None:
+        """Worst group, mean of the worst K% groups (K = 10..50), each group's accuracy; the
+        group sizes once (every head sees the same rows)."""
+        per_group = metric.compute()
         suffix = f"_head{head}" if self.num_heads > 1 else ""
         seen = ~torch.isnan(per_group)
         self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
-        self.log_dict(
-            {
-                f"target/group_acc{suffix}/{name}": acc
-                for name, acc, ok in zip(self.group_names, per_group, seen, strict=True)
-                if ok
-            }
-        )
+        worst = worst_k_accuracy(per_group)
+        self.log_dict({f"target/worst{round(k * 100)}pct_acc{suffix}": v for k, v in worst.items()})
+        named = [(name, i) for i, name in enumerate(self.group_names) if seen[i]]
+        self.log_dict({f"target/group_acc{suffix}/{name}": per_group[i] for name, i in named})
+        if head == 0:
+            with metric.sync_context():  # every process's counts, not just this one's
+                total = metric.total.float().clone()
+            self.log_dict({f"target/group_count/{name}": total[i] for name, i in named})
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
         return {"idx": batch["idx"], "probs": self(batch["x"]).float().softmax(dim=-1)}
