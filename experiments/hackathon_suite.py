@@ -39,7 +39,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir: Path) -> dict:
     """One training run; returns its metrics, report and the overrides that made it."""
-    overrides = [f"method={method}", f"dataset={dataset}", f"seed={seed}", *args.extra]
+    study = Path(sys.argv[0]).stem  # W&B groups the runs of one study (with logger=wandb)
+    overrides = [f"method={method}", f"dataset={dataset}", f"seed={seed}", f"study={study}"]
+    overrides += args.extra
     if method not in SINGLE_HEAD:
         overrides.append("query=oracle")
     if args.offline and OFFLINE.get(dataset, "digits"):

@@ -15,6 +15,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from hackrobust import dashboards
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, write_outputs
@@ -91,8 +92,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 report, Path(submission.path).with_suffix(".report.json"), submission.overwrite
             )
             print(summary_line(report))  # the verdict, on the console whatever the logging
+            dashboards.log_report(trainer.loggers, report)
         if datamodule.data.has_answer_key:
-            metrics |= score_target(probs[:, head].argmax(-1), datamodule)
+            final_scores = score_target(probs[:, head].argmax(-1), datamodule)
+            metrics |= final_scores
+            if trainer.is_global_zero:
+                dashboards.log_final_scores(trainer.loggers, final_scores)
             log.info(
                 "Target accuracy (answer key, reading only): %.4f, worst group %.4f",
                 metrics["target/final_acc"],
@@ -103,18 +108,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 json.dumps(metrics, indent=2, sort_keys=True) + "\n"
             )
     finally:
-        _finish_wandb(trainer)
+        dashboards.finish(trainer.loggers)
 
     objects = {"cfg": cfg, "datamodule": datamodule, "method": method, "trainer": trainer}
     return metrics, objects | {"probs": probs}
-
-
-def _finish_wandb(trainer: L.Trainer) -> None:
-    """Close the W&B run, or every job of a multirun would log into the first one."""
-    if any(type(lg).__name__ == "WandbLogger" for lg in trainer.loggers):
-        import wandb
-
-        wandb.finish()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

@@ -126,10 +126,36 @@ def test_hackathon_dir_from_elsewhere(x_shape, label_values, tmp_path):
     assert set(map(int, text.split())) <= set(label_values)
 
 
-def test_wandb_offline_run_leaves_its_directory(tmp_path, monkeypatch):
+def test_wandb_offline_run_carries_the_report_and_final_scores(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import WandbLogger
+    from wandb.sdk.wandb_summary import Summary
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    run([*offline_overrides("toy", tmp_path), *FAST, "logger=wandb"], tmp_path)
+    monkeypatch.delenv("WANDB_RUN_GROUP", raising=False)
+    # An offline run keeps its summary inside the binary .wandb file: record what is sent.
+    summary, tables = {}, {}
+    update, log_table = Summary.update, WandbLogger.log_table
+    monkeypatch.setattr(Summary, "update", lambda self, d: summary.update(d) or update(self, d))
+    monkeypatch.setattr(
+        WandbLogger,
+        "log_table",
+        lambda self, key, **kw: tables.update({key: kw}) or log_table(self, key, **kw),
+    )
+    overrides = ["method=divdis", "query=oracle", "logger=wandb", "study=my_study"]
+    metrics, objects = run([*offline_overrides("toy", tmp_path), *FAST, *overrides], tmp_path)
+
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("*.wandb")), "the offline run has no .wandb history file"
+    report = json.loads((tmp_path / "submission.report.json").read_text())
+    assert summary["report/recommendation"] == report["recommendation"]
+    assert summary["report/labels_revealed"] == report["labels_revealed"] <= 5
+    assert summary["target/final_acc"] == metrics["target/final_acc"]
+    assert len(tables["report/revealed"]["data"]) == report["labels_revealed"]
+    assert {row[0] for row in tables["target/final_groups"]["data"]} == {
+        k.removeprefix("target/final_group_acc/")
+        for k in metrics
+        if k.startswith("target/final_group_acc/")
+    }
+    assert objects["trainer"].logger.experiment.group == "my_study"
