@@ -57,6 +57,18 @@ def test_known_labels_are_used_first_for_free():
     )
 
 
+def test_three_competing_features_three_heads_five_labels_pick_the_right_one():
+    """With more than two candidate rules (mnist_sum_bis), one head per rule: the queries must
+    separate all three hypotheses within the budget."""
+    rng = np.random.default_rng(1)
+    features = rng.integers(0, 2, size=(60, 3))  # each head predicts one feature
+    probs = np.eye(2)[features] * 0.9 + 0.05  # (60, 3 heads, 2)
+    for true_head in range(3):
+        choice = choose_head(probs, lambda d, h=true_head: int(features[d, h]), budget=5)
+        assert choice.head == true_head and max(choice.posterior) > 0.95
+        assert len(choice.queries) <= 5
+
+
 def test_one_head_queries_random_rows():
     probs, truth, _ = two_heads()
     choice = choose_head(probs[:, :1], lambda d: int(truth[d]), budget=5)
