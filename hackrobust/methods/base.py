@@ -23,6 +23,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from hackrobust.metrics import GroupAccuracy, HeadMutualInformation, worst_k_accuracy
 
+# Above this many groups, per-group accuracies are not logged one metric each.
+MAX_NAMED_GROUPS = 64
+
 
 class BaseMethod(L.LightningModule):
     """Owns the model (logits (B, heads, classes)), the metrics and `predict_step`.
@@ -171,13 +174,15 @@ class BaseMethod(L.LightningModule):
 
     def _log_group_accuracy(self, head: int, metric: GroupAccuracy) -> None:
         """Worst group, mean of the worst K% groups (K = 10..50), each group's accuracy; the
-        group sizes once (every head sees the same rows)."""
+        group sizes once (every head sees the same rows); per group only up to MAX_NAMED_GROUPS."""
         per_group = metric.compute()
         suffix = f"_head{head}" if self.num_heads > 1 else ""
         seen = ~torch.isnan(per_group)
         self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
         worst = worst_k_accuracy(per_group)
         self.log_dict({f"target/worst{round(k * 100)}pct_acc{suffix}": v for k, v in worst.items()})
+        if len(self.group_names) > MAX_NAMED_GROUPS:
+            return  # thousands of species: the worst-K summary stands for them
         named = [(name, i) for i, name in enumerate(self.group_names) if seen[i]]
         self.log_dict({f"target/group_acc{suffix}/{name}": per_group[i] for name, i in named})
         if head == 0:

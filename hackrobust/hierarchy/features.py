@@ -1,0 +1,111 @@
+"""The frozen backbone's 2048-d features of a split, extracted once and cached on disk.
+
+The head-only path trains linear heads on these. A cache file is keyed by the checkpoint's bytes,
+the split's image list and the transform, so a changed one of those is extracted anew; files are
+written atomically, so parallel jobs at worst extract the same features twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hackrobust.hierarchy.challenge_model import load_challenge_state, resnet50_backbone, split_fc
+from hackrobust.hierarchy.dataset import HierarchicalDataset
+from hackrobust.hierarchy.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(checkpoint: str | os.PathLike, taxonomy: Taxonomy, transform: Callable) -> str:
+    """sha256 of (checkpoint bytes, split root and image paths, the transform's repr)."""
+    digest = hashlib.sha256()
+    for part in (file_digest(checkpoint), str(taxonomy.root), repr(transform)):
+        digest.update(part.encode() + b"\0")
+    digest.update(taxonomy.paths.tobytes())
+    return digest.hexdigest()
+
+
+def default_device() -> torch.device:
+    """This process's GPU (``LOCAL_RANK``, which DDP launchers set), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+@torch.inference_mode()
+def extract_features(
+    backbone: nn.Module,
+    taxonomy: Taxonomy,
+    transform: Callable,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """(N, D) float32 features of every image of `taxonomy`, in its order (eval mode, no grad)."""
+    device = torch.device(device) if device is not None else default_device()
+    loader = DataLoader(
+        HierarchicalDataset(taxonomy, transform=transform),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    backbone = backbone.to(device).eval()
+    chunks = [backbone(batch["x"].to(device, non_blocking=True)).float().cpu() for batch in loader]
+    return torch.cat(chunks)
+
+
+def cached_features(
+    taxonomy: Taxonomy,
+    checkpoint: str | os.PathLike,
+    transform: Callable,
+    cache_dir: str | os.PathLike,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """The backbone features of `taxonomy` from ``cache_dir/features``, extracted on a miss."""
+    key = cache_key(checkpoint, taxonomy, transform)
+    path = Path(cache_dir).expanduser() / "features" / f"{key[:24]}.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("key") == key and len(saved["features"]) == len(taxonomy):
+            return saved["features"]
+        log.warning("%s does not match this split; extracting again", path)
+    log.info("Extracting backbone features of %d images into %s", len(taxonomy), path)
+    backbone_state, _, _ = split_fc(load_challenge_state(checkpoint), source=str(checkpoint))
+    backbone = resnet50_backbone(backbone_state, str(checkpoint))
+    features = extract_features(backbone, taxonomy, transform, batch_size, num_workers, device)
+    _save_atomically({"key": key, "features": features}, path)
+    return features
+
+
+def _save_atomically(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
