@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from hackrobust.methods.base import BaseMethod
-from hackrobust.methods.group_dro import every_row_loader, fit_datamodule
+from hackrobust.methods.groups import every_row_loader, fit_datamodule
 
 C_GRID = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # the official C_OPTIONS
 

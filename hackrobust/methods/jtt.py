@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from hackrobust.methods.base import BaseMethod
-from hackrobust.methods.group_dro import (
+from hackrobust.methods.groups import (
     every_row_loader,
     fit_datamodule,
     per_example_cross_entropy,

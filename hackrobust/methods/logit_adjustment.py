@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from hackrobust.methods.base import BaseMethod
-from hackrobust.methods.group_dro import fit_datamodule
+from hackrobust.methods.groups import fit_datamodule
 
 MODES = ("posthoc", "loss")
 
