@@ -116,7 +116,8 @@ def attribution_figure(
             _show_image(axes[i, 0], x[i])
         else:
             _bars(axes[i, 0], x[i], "tab:blue")
-        axes[i, 0].set_ylabel(row_titles[i], fontsize=7)
+        # Horizontal: a rotated multi-line title is wider than a short image row is high.
+        axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
         for h, head_maps in enumerate(maps):
             ax = axes[i, h + 1]
             if image:
