@@ -90,7 +90,7 @@ class HackathonDataModule(L.LightningDataModule):
         """The cache folder of this generator configuration (None without a cache dir or seed)."""
         if self.generator is None or self.cache_dir is None:
             return None
-        func, keywords = _unwrap(self._generator_call())
+        func, keywords = unwrap_partials(self._generator_call())
         if keywords.get("seed", 0) is None:
             return None  # an unseeded dataset is drawn anew each run: nothing to cache
         spec = {"func": f"{func.__module__}.{func.__qualname__}", "keywords": keywords}
@@ -134,7 +134,7 @@ class HackathonDataModule(L.LightningDataModule):
         n_features = len(self.feature_names)
         labeled_groups = self.group_of(np.repeat(y_labeled[:, None], n_features, axis=1))
         holdout = torch.from_numpy(
-            _stratified_holdout(y_labeled, self.holdout_fraction, self.split_seed)
+            stratified_holdout(y_labeled, self.holdout_fraction, self.split_seed)
         )
         labeled = {
             "idx": torch.arange(len(y_labeled)),
@@ -265,7 +265,7 @@ class HackathonDataModule(L.LightningDataModule):
         return self._eval_loader(self.target_set)
 
 
-def _unwrap(call: Callable) -> tuple[Callable, dict]:
+def unwrap_partials(call: Callable) -> tuple[Callable, dict]:
     """The function under nested partials, and the keywords they bind (outer ones win)."""
     keywords: dict = {}
     while isinstance(call, functools.partial):
@@ -283,7 +283,7 @@ def _standardise(reference_a, reference_b, *others):
     return tuple((t - mean) / std for t in (reference_a, reference_b, *others))
 
 
-def _stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask holding out `fraction` of each class (at least one row of a class of 2+)."""
     holdout = np.zeros(len(labels), dtype=bool)
     if fraction == 0:

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hackrobust.data.datamodule import _stratified_holdout, _unwrap
+from hackrobust.data.datamodule import stratified_holdout, unwrap_partials
 from hackrobust.data.in_memory import TensorDict, pass_through
 from hackrobust.hierarchy.dataset import (
     CHALLENGE_MEAN,
@@ -181,7 +181,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         """The cache folder of this generator configuration (None without a generator)."""
         if self.generator is None:
             return None
-        func, keywords = _unwrap(self.generator)
+        func, keywords = unwrap_partials(self.generator)
         spec = {"func": f"{func.__module__}.{func.__qualname__}", "keywords": keywords}
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
         return self.cache_dir / f"{func.__name__.removeprefix('build_')}-{digest[:12]}"
@@ -232,7 +232,7 @@ class HierarchicalDataModule(L.LightningDataModule):
 
         y = train.labels(level)
         group = _renumber(train, group_level, group_ids)
-        holdout = _stratified_holdout(y, self.holdout_fraction, self.split_seed)
+        holdout = stratified_holdout(y, self.holdout_fraction, self.split_seed)
         if test is not None:
             class_ids = {tuple(r): i for i, r in enumerate(train.names[level - 1])}
             test_y = _renumber(test, level, class_ids)
