@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "hackathon_suite")
     parser.add_argument("--fresh", action="store_true", help="ignore the runs already recorded")
+    parser.add_argument(
+        "--table-only", action="store_true", help="only rewrite the table from recorded runs"
+    )
     args = parser.parse_args()
 
     store = args.out.with_suffix(".jsonl")
@@ -130,7 +133,7 @@ def main() -> None:
         for dataset in args.datasets:
             for method in args.methods:
                 for seed in args.seeds:
-                    if (method, dataset, seed) in done:
+                    if (method, dataset, seed) in done or args.table_only:
                         continue
                     record = run(method, dataset, seed, args, Path(log_dir))
                     record["commit"] = _commit()
@@ -149,7 +152,15 @@ def main() -> None:
         for r in records
         if r["method"] in args.methods and r["dataset"] in args.datasets and r["seed"] in args.seeds
     ]
-    command = "python experiments/hackathon_suite.py " + " ".join(sys.argv[1:])
+    missing = [
+        f"{d} {m} seed {s}"
+        for d in args.datasets
+        for m in args.methods
+        for s in args.seeds
+        if not any(r["dataset"] == d and r["method"] == m and r["seed"] == s for r in wanted)
+    ]
+    arguments = [a for a in sys.argv[1:] if a != "--table-only"]
+    command = "python experiments/hackathon_suite.py " + " ".join(arguments)
     commits = sorted({r.get("commit", "unknown") for r in wanted})
     args.out.with_suffix(".md").write_text(
         "# The hackathon suite\n\n"
@@ -161,7 +172,10 @@ def main() -> None:
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
         "has one head and spends none). Submitted: runs whose report recommended submitting.\n"
         "Score earned: the mean over seeds of the accuracy where the report said submit and of\n"
-        "the default score where it said keep the default.\n\n" + table(wanted) + "\n"
+        "the default score where it said keep the default.\n\n"
+        + table(wanted)
+        + "\n"
+        + (f"\nNot run yet (the command resumes them): {', '.join(missing)}.\n" if missing else "")
     )
     print(f"wrote {args.out.with_suffix('.md')}")
 
