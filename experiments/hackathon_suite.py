@@ -82,7 +82,7 @@ def table(records: list[dict]) -> str:
         "| default | seconds per run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for (dataset, method), group in rows.items():
+    for (dataset, method), group in sorted(rows.items()):  # each dataset's methods together
         default = 0.5 if dataset in ("vehicle_animal", "humans") else 0.8
         accs = np.array([r["metrics"]["target/final_acc"] for r in group])
         spent = [r["report"]["labels_revealed"] if r["report"] else 0 for r in group]
@@ -172,7 +172,8 @@ def main() -> None:
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
         "has one head and spends none). Submitted: runs whose report recommended submitting.\n"
         "Score earned: the mean over seeds of the accuracy where the report said submit and of\n"
-        "the default score where it said keep the default.\n\n"
+        "the default score where it said keep the default. Seconds: wall time of the whole\n"
+        "command, dataset generation included; not a benchmark (other jobs may share the CPUs).\n\n"
         + table(wanted)
         + "\n"
         + (f"\nNot run yet (the command resumes them): {', '.join(missing)}.\n" if missing else "")
