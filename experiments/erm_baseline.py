@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from hackathon_suite import commit_id
 
 DATASETS = [
     "toy", "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
@@ -45,15 +46,6 @@ def run(dataset: str, seed: int, extra: list[str], offline: bool, log_dir: Path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metadata = {"overrides": " ".join(overrides), "seconds": time.time() - start}
     return metrics | metadata
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -87,7 +79,7 @@ def main() -> None:
         f"Regenerate: `{command.strip()}` (data: "
         f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; code at commit {_commit()}.\n"
+        f"Python {platform.python_version()}; code at commit {commit_id()}.\n"
         "Seconds per run: wall time of the whole command (dataset generation included), not a\n"
         "benchmark.\n\n"
         "Target accuracy (mean ± std over seeds) of the ERM head, scored with the generated answer\n"

@@ -96,7 +96,8 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _commit() -> str:
+def commit_id() -> str:
+    """The short hash of the checked-out commit, recorded with each study run."""
     try:
         return subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
@@ -136,7 +137,7 @@ def main() -> None:
                     if (method, dataset, seed) in done or args.table_only:
                         continue
                     record = run(method, dataset, seed, args, Path(log_dir))
-                    record["commit"] = _commit()
+                    record["commit"] = commit_id()
                     with store.open("a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     records.append(record)

@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import RESULTS, _commit, run
+from hackathon_suite import RESULTS, commit_id, run
 
 
 def lowest_rate_above(rates: np.ndarray, accs: np.ndarray, threshold: float) -> float | None:
@@ -92,7 +92,7 @@ def main() -> None:
                             continue
                         args.extra = [*extra, f"dataset.generator.unlabeled_mix_rate={rate}"]
                         record = run(method, dataset, seed, args, Path(log_dir) / f"r{rate}")
-                        record |= {"mix_rate": rate, "commit": _commit()}
+                        record |= {"mix_rate": rate, "commit": commit_id()}
                         with store.open("a") as handle:
                             handle.write(json.dumps(record) + "\n")
                         records.append(record)
