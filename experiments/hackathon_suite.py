@@ -106,6 +106,28 @@ def commit_id() -> str:
         return "unknown"
 
 
+def load_records(store: Path) -> list[dict]:
+    """The runs a study has recorded so far, one JSON object per line of `store`."""
+    return [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
+
+
+def append_record(store: Path, record: dict) -> None:
+    with store.open("a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def provenance(arguments: list[str], offline: bool, seeds: list[int], records: list[dict]) -> str:
+    """The table's header lines: the command that regenerates it, the machine, the commits."""
+    command = f"python {Path(sys.argv[0]).as_posix()} " + " ".join(arguments)
+    commits = sorted({r.get("commit", "unknown") for r in records})
+    return (
+        f"Regenerate: `{command.strip()}` (data: "
+        f"{'offline stand-ins' if offline else '$HACKROBUST_DATA_DIR'}; seeds {seeds}).\n"
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,9 +148,7 @@ def main() -> None:
     store.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         store.unlink(missing_ok=True)
-    records = (
-        [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
-    )
+    records = load_records(store)
     done = {(r["method"], r["dataset"], r["seed"]) for r in records}
     with tempfile.TemporaryDirectory() as log_dir:
         for dataset in args.datasets:
@@ -138,8 +158,7 @@ def main() -> None:
                         continue
                     record = run(method, dataset, seed, args, Path(log_dir))
                     record["commit"] = commit_id()
-                    with store.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
+                    append_record(store, record)
                     records.append(record)
                     print(
                         f"{dataset} {method} seed {seed}: "
@@ -161,15 +180,10 @@ def main() -> None:
         if not any(r["dataset"] == d and r["method"] == m and r["seed"] == s for r in wanted)
     ]
     arguments = [a for a in sys.argv[1:] if a != "--table-only"]
-    command = "python experiments/hackathon_suite.py " + " ".join(arguments)
-    commits = sorted({r.get("commit", "unknown") for r in wanted})
     args.out.with_suffix(".md").write_text(
         "# The hackathon suite\n\n"
-        f"Regenerate: `{command.strip()}` (data: "
-        f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n\n"
-        "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
+        + provenance(arguments, args.offline, args.seeds, wanted)
+        + "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
         "has one head and spends none). Submitted: runs whose report recommended submitting.\n"
         "Score earned: the mean over seeds of the accuracy where the report said submit and of\n"

@@ -14,16 +14,13 @@ divided by the width of the measured range (the mean accuracy over it; 1 is perf
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import RESULTS, commit_id, run
+from hackathon_suite import RESULTS, append_record, commit_id, load_records, provenance, run
 
 
 def lowest_rate_above(rates: np.ndarray, accs: np.ndarray, threshold: float) -> float | None:
@@ -78,9 +75,7 @@ def main() -> None:
 
     store = args.out.with_suffix(".jsonl")
     store.parent.mkdir(parents=True, exist_ok=True)
-    records = (
-        [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
-    )
+    records = load_records(store)
     done = {(r["method"], r["dataset"], r["seed"], r["mix_rate"]) for r in records}
     extra = list(args.extra)
     with tempfile.TemporaryDirectory() as log_dir:
@@ -93,8 +88,7 @@ def main() -> None:
                         args.extra = [*extra, f"dataset.generator.unlabeled_mix_rate={rate}"]
                         record = run(method, dataset, seed, args, Path(log_dir) / f"r{rate}")
                         record |= {"mix_rate": rate, "commit": commit_id()}
-                        with store.open("a") as handle:
-                            handle.write(json.dumps(record) + "\n")
+                        append_record(store, record)
                         records.append(record)
                         acc = record["metrics"]["target/final_acc"]
                         print(f"{dataset} {method} rate {rate} seed {seed}: {acc:.4f}", flush=True)
@@ -122,15 +116,10 @@ def main() -> None:
         )
     rates = sorted({r for points in by_curve.values() for r in points})
     plot(curves, args.out.with_suffix(".png"))
-    command = "python experiments/mix_rate_curve.py " + " ".join(sys.argv[1:])
-    commits = sorted({r.get("commit", "unknown") for r in records})
     args.out.with_suffix(".md").write_text(
         "# Target accuracy against the unlabeled mix rate\n\n"
-        f"Regenerate: `{command.strip()}` (data: "
-        f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n\n"
-        "Target accuracy (mean over seeds) of the submitted head with at most 5 revealed labels,\n"
+        + provenance(sys.argv[1:], args.offline, args.seeds, records)
+        + "Target accuracy (mean over seeds) of the submitted head with at most 5 revealed labels,\n"
         "per unlabeled mix rate; the target set's mix rate stays at the dataset's default.\n"
         "Lowest rate >= t: the smallest measured rate from which every larger one reaches t.\n"
         "Area: trapezoid area under the curve over the measured rates up to 0.3, divided by\n"
