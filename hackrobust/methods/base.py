@@ -169,7 +169,7 @@ class BaseMethod(L.LightningModule):
         if score is None:
             return  # neither a holdout nor several heads: nothing to select on
         if not self.selection_ready():
-            score = torch.full_like(torch.as_tensor(score, dtype=torch.float32), torch.inf)
+            score = torch.tensor(torch.inf)
         self.log("val/select", score)
 
     def _log_group_accuracy(self, head: int, metric: GroupAccuracy) -> None:
