@@ -7,6 +7,7 @@ import torch
 import torchvision
 
 from hackrobust.models import auto, mlp, resnet, small_cnn
+from hackrobust.models.invariance import swap_halves
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 28, 56), (3, 32, 64), (1, 64, 64)])
@@ -52,3 +53,31 @@ def test_resnet_rejects_a_wrong_weights_file(tmp_path):
         resnet((3, 64, 64), 2, depth=18, weights_path=str(tmp_path / "bad.pth"))
     with pytest.raises(FileNotFoundError, match="model.weights_path"):
         resnet((3, 64, 64), 2, depth=18, weights_path=str(tmp_path / "absent.pth"))
+
+
+def test_swap_halves_symmetry_makes_every_head_invariant():
+    torch.manual_seed(0)
+    net = auto((1, 28, 56), num_classes=2, num_heads=2, symmetry="swap_halves").eval()
+    x = torch.rand(5, 1, 28, 56)
+    torch.testing.assert_close(net(x), net(swap_halves(x)))
+    # Still a function of the content: other images give other logits.
+    assert not torch.allclose(net(x), net(torch.rand(5, 1, 28, 56)))
+    # Without the symmetry the same trunk tells the sides apart.
+    plain = auto((1, 28, 56), num_classes=2, num_heads=2).eval()
+    assert not torch.allclose(plain(x), plain(swap_halves(x)))
+
+
+def test_symmetry_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown symmetry 'mirror'"):
+        auto((1, 28, 56), 2, symmetry="mirror")
+    with pytest.raises(ValueError, match="even image width, got 27"):
+        auto((1, 28, 27), 2, symmetry="swap_halves")(torch.rand(2, 1, 28, 27))
+
+
+def test_random_side_datasets_declare_the_swap_symmetry(tmp_path):
+    from helpers import compose_train
+
+    for name in ("mnist_constant_image_random_row", "mnist_uniform_color_low_mix_rate"):
+        cfg = compose_train([f"dataset={name}"], tmp_path)
+        assert cfg.dataset.symmetry == cfg.model.symmetry == "swap_halves"
+    assert compose_train(["dataset=mnist_cc"], tmp_path).model.symmetry is None

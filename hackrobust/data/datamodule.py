@@ -41,6 +41,9 @@ class HackathonDataModule(L.LightningDataModule):
         cache_dir: where generated datasets are kept, one folder per generator configuration.
         holdout_fraction: share of the labeled set held out (stratified) for validation.
         normalize: standardise inputs with statistics of the labeled and unlabeled sets.
+        symmetry: an input transformation the label is known to ignore (e.g. "swap_halves" when
+            the dataset's description says the two images sit on random sides); `model=auto`
+            builds it into the trunk.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class HackathonDataModule(L.LightningDataModule):
         normalize: bool = True,
         num_workers: int = 0,
         split_seed: int = 0,
+        symmetry: str | None = None,
     ):
         super().__init__()
         if (path is None) == (generator is None):
@@ -66,6 +70,8 @@ class HackathonDataModule(L.LightningDataModule):
         if not 0 <= holdout_fraction < 1:
             raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         self.path = Path(path).expanduser() if path is not None else None
+        # Read by the model config (model.symmetry), not here: see hackrobust.models.invariance.
+        self.symmetry = symmetry
         self.generator = generator
         self.source = source
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None

@@ -6,17 +6,30 @@ from collections.abc import Sequence
 
 from hackrobust.models.classifier import MultiHeadClassifier
 from hackrobust.models.cnn import small_cnn
+from hackrobust.models.invariance import SymmetrizedTrunk
 from hackrobust.models.mlp import mlp
 
 
 def auto(
-    input_shape: Sequence[int], num_classes: int, num_heads: int = 1, cnn_width: int = 32
+    input_shape: Sequence[int],
+    num_classes: int,
+    num_heads: int = 1,
+    cnn_width: int = 32,
+    symmetry: str | None = None,
 ) -> MultiHeadClassifier:
-    """`cnn_width`: the small CNN's first-block channels (its cost grows with the square)."""
+    """`cnn_width`: the small CNN's first-block channels (its cost grows with the square).
+
+    `symmetry`: make the trunk invariant to it (see `hackrobust.models.invariance`).
+    """
     if len(input_shape) == 1:
-        return mlp(input_shape, num_classes, num_heads)
-    if len(input_shape) == 3:
-        return small_cnn(input_shape, num_classes, num_heads, width=cnn_width)
-    raise ValueError(
-        f"model=auto knows vectors (D,) and images (C, H, W); got input shape {tuple(input_shape)}"
-    )
+        model = mlp(input_shape, num_classes, num_heads)
+    elif len(input_shape) == 3:
+        model = small_cnn(input_shape, num_classes, num_heads, width=cnn_width)
+    else:
+        raise ValueError(
+            "model=auto knows vectors (D,) and images (C, H, W); "
+            f"got input shape {tuple(input_shape)}"
+        )
+    if symmetry is not None:
+        model.trunk = SymmetrizedTrunk(model.trunk, symmetry)
+    return model
