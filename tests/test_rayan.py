@@ -29,6 +29,7 @@ from hackrobust.hierarchy.export import (
 from hackrobust.hierarchy.sampler import HierarchicalBalancedSampler
 from hackrobust.hierarchy.synthetic import write_synthetic_tree
 from hackrobust.methods import ERM
+from hackrobust.methods.groups import training_rows_unaugmented
 from hackrobust.metrics.group_accuracy import worst_k_accuracy
 from hackrobust.train import train
 
@@ -111,6 +112,17 @@ def test_batches_stages_and_labels(tree):
     species_class = dict(zip(dm.train_set.tensors["group"].tolist(), dm.train_set.tensors["y"].tolist(), strict=True))  # fmt: skip
     for g, y in zip(target["group"].tolist(), target["y"].tolist(), strict=True):
         assert species_class.get(g, y) == y
+
+
+def test_training_rows_are_scored_without_augmentation(tree):
+    """JTT judges errors on what evaluation sees: the same rows, centre-cropped, every time."""
+    dm = datamodule(tree, padding=8)
+    dm.setup("fit")
+    rows = training_rows_unaugmented(dm)
+    assert torch.equal(rows.tensors["idx"], dm.train_set.tensors["idx"])
+    torch.manual_seed(0)
+    assert torch.equal(rows[0]["x"], rows[0]["x"])
+    assert not torch.equal(dm.train_set[0]["x"], dm.train_set[0]["x"])  # random crops
 
 
 def test_balanced_sampler_and_a_folder_without_test_split(tree):

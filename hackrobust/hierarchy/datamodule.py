@@ -250,6 +250,10 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.train_set = _subset(
             train, features, train_rows, train_rows, y, group, self.train_transform
         )
+        # The same rows without augmentation, for methods that score the training set (JTT).
+        self.train_eval_set = _subset(
+            train, features, train_rows, train_rows, y, group, self.eval_transform
+        )
         self.holdout_set = _subset(
             train, features, val_rows, val_rows, y, group, self.eval_transform
         )

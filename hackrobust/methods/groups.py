@@ -46,6 +46,11 @@ def every_row_loader(datamodule, dataset) -> DataLoader:
     )
 
 
+def training_rows_unaugmented(datamodule):
+    """The training set as evaluation sees it: `train_eval_set` when the datamodule augments."""
+    return getattr(datamodule, "train_eval_set", datamodule.train_set)
+
+
 def per_example_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Each row's cross-entropy, averaged over heads: (B, H, K), (B,) -> (B,)."""
     batch, heads = logits.shape[:2]

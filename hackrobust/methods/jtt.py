@@ -6,8 +6,8 @@ github.com/anniesch/jtt (`generate_downstream.py`, `process_training.py`). Withi
 
 1. epochs [0, T): ERM (the identification model), T = `identification_epochs`;
 2. at the start of epoch T: the error set = training rows the model misclassifies (eval mode,
-   one unshuffled pass over the datamodule's `train_set`, on every rank); the network is reset to its weights at fit start
-   and the optimizer's state cleared;
+   one unshuffled pass over the training rows without augmentation, on every rank); the
+   network is reset to its weights at fit start and the optimizer's state cleared;
 3. epochs [T, max_epochs): cross-entropy with weight `upweight` (lambda_up) on the error set.
 
 Defaults: T 1 and lambda_up 50, their CelebA command (`--final_epoch 1`, `JTT_upweight_50`), the
@@ -39,6 +39,7 @@ from hackrobust.methods.groups import (
     fit_datamodule,
     per_example_cross_entropy,
     resize_buffers,
+    training_rows_unaugmented,
 )
 
 
@@ -149,7 +150,8 @@ class JTT(BaseMethod):
         head = int(self.chosen_head)
         idx, y, outputs = [], [], []
         try:
-            for batch in every_row_loader(datamodule, datamodule.train_set):
+            rows = training_rows_unaugmented(datamodule)
+            for batch in every_row_loader(datamodule, rows):
                 x = batch["x"].to(self.device)
                 if self.identification_folds is None:
                     outputs.append(self.net(x)[:, head].argmax(-1).cpu())
