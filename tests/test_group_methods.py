@@ -455,6 +455,17 @@ def test_posthoc_survives_inference_mode_and_a_checkpoint_round_trip():
     torch.testing.assert_close(fresh.net.heads.bias, module.net.heads.bias)
 
 
+def test_group_balanced_prior_is_each_class_share_of_the_groups():
+    """Three species of class 0 (one of them common), one of class 1: pi_t = (3/4, 1/4)."""
+    module = make(LogitAdjustment, target_prior="group_balanced")
+    y = torch.tensor([0] * 50 + [0, 0, 1, 1])
+    group = torch.tensor([0] * 50 + [1, 2, 3, 3])
+    module.set_group_balanced_prior(y, group)
+    torch.testing.assert_close(module.target_prior, torch.tensor([0.75, 0.25]))
+    with pytest.raises(ValueError, match="'group_balanced' or one number per class"):
+        make(LogitAdjustment, target_prior="balanced")
+
+
 def test_loss_mode_is_the_logit_adjusted_cross_entropy():
     torch.manual_seed(0)
     module = make(LogitAdjustment, mode="loss", tau=2.0)

@@ -3,7 +3,9 @@
 Menon, Jayasumana, Rawat, Jain, Veit and Kumar, "Long-tail learning via logit adjustment",
 ICLR 2021; official code github.com/google-research/google-research (`logit_adjustment/`).
 With pi the class frequencies of the training set and pi_t the target prior (uniform by
-default: the balanced error), two variants (`mode`):
+default: the balanced error; "group_balanced": each training group equally likely, so a class's
+share is its share of the groups, the prior of a species-balanced test set such as the Rayan
+challenge's), two variants (`mode`):
 
 - "posthoc" (default): ERM, then before predicting every head's bias gets
   tau x (log pi_t - log pi) (their eq. 9 with a general target prior). It is written into the
@@ -27,6 +29,7 @@ from hackrobust.methods.base import BaseMethod
 from hackrobust.methods.groups import fit_datamodule
 
 MODES = ("posthoc", "loss")
+GROUP_BALANCED = "group_balanced"
 
 
 class LogitAdjustment(BaseMethod):
@@ -37,16 +40,22 @@ class LogitAdjustment(BaseMethod):
         *args,
         mode: str = "posthoc",
         tau: float = 1.0,
-        target_prior: Sequence[float] | None = None,
+        target_prior: Sequence[float] | str | None = None,
         **kwargs,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if isinstance(target_prior, str) and target_prior != GROUP_BALANCED:
+            raise ValueError(
+                f"target_prior must be null (uniform), {GROUP_BALANCED!r} or one number per "
+                f"class, got {target_prior!r}"
+            )
         super().__init__(*args, **kwargs)
         num_classes = self.net.num_classes
         self.mode = mode
         self.tau = tau
-        if target_prior is None:
+        self.group_balanced = target_prior == GROUP_BALANCED
+        if target_prior is None or self.group_balanced:  # group_balanced: set at setup("fit")
             target = torch.full((num_classes,), 1.0 / num_classes)
         else:
             target = torch.tensor([float(p) for p in target_prior])
@@ -65,9 +74,23 @@ class LogitAdjustment(BaseMethod):
         counts = torch.bincount(y.cpu(), minlength=self.net.num_classes).float().clamp_min(1)
         self.train_prior = (counts / counts.sum()).to(self.train_prior.device)
 
+    def set_group_balanced_prior(self, y: torch.Tensor, group: torch.Tensor) -> None:
+        """pi_t(k) = the share of the training groups whose rows are of class k."""
+        pairs = torch.unique(torch.stack([group.cpu(), y.cpu()]), dim=1)
+        counts = torch.bincount(pairs[1], minlength=self.net.num_classes).float().clamp_min(1)
+        self.target_prior = (counts / counts.sum()).to(self.target_prior.device)
+
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.set_train_prior(fit_datamodule(self, "LogitAdjustment").train_set.tensors["y"])
+            rows = fit_datamodule(self, "LogitAdjustment").train_set.tensors
+            self.set_train_prior(rows["y"])
+            if self.group_balanced:
+                if "group" not in rows:
+                    raise ValueError(
+                        "target_prior=group_balanced needs training groups: this datamodule's "
+                        "train_set has none; give the prior as numbers instead"
+                    )
+                self.set_group_balanced_prior(rows["y"], rows["group"])
 
     def adjustment(self) -> torch.Tensor:
         """tau x (log pi_t - log pi), per class: (K,)."""
