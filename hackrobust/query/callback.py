@@ -3,7 +3,9 @@
 It runs when the predict stage starts (the best checkpoint is loaded by then), computes each
 head's target probabilities on every rank, queries on global rank 0 only, and broadcasts the
 choice. The choice lives in the callback's `state_dict`; the labels themselves live in the
-revealer's ledger on disk, so a re-run re-uses them instead of asking again.
+revealer's ledger on disk, so a re-run re-uses them instead of asking again. With the choice it
+keeps what the report's accuracy estimate needs from the held-out split: each head's accuracy and
+the chosen head's confidence on each held-out row (the target's come from the predictions).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from hackrobust.query.report import ATC_SCORE, confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
 
@@ -56,6 +59,8 @@ class ActiveQuery(L.Callback):
             takes one (the offline oracle reads the dataset's answer key from there).
         stop_at: stop querying once one head has this posterior probability (1: spend the budget).
         error_rate: how often the right head may still be wrong on a revealed row.
+        atc_score: the confidence score of the report's ATC estimate (`max_probability` or
+            `negative_entropy`, see `hackrobust.query.report.confidence`).
     """
 
     def __init__(
@@ -64,11 +69,13 @@ class ActiveQuery(L.Callback):
         budget: int = 5,
         stop_at: float = 1.0,
         error_rate: float = 0.05,
+        atc_score: str = ATC_SCORE,
     ):
         self.revealer_factory = revealer
         self.budget = budget
         self.stop_at = stop_at
         self.error_rate = error_rate
+        self.atc_score = atc_score
         self.result: dict | None = None
 
     def _revealer(self, datamodule) -> Revealer:
@@ -90,6 +97,10 @@ class ActiveQuery(L.Callback):
                 hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
                 result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
                 result["holdout_size"] = len(hits)
+                # One number per held-out row of the chosen head (small), not the target's probs.
+                scores = confidence(holdout_probs[:, result["head"]], self.atc_score)
+                result["atc_score"] = self.atc_score
+                result["holdout_scores"] = scores.tolist()  # exact: ties must stay ties
             self.result = trainer.strategy.broadcast(result, src=0)
         pl_module.chosen_head.fill_(self.result["head"])
 

@@ -1,17 +1,29 @@
 """Submit or abstain: a JSON report next to the CSV, and the line printed at the end of a run.
 
 With several heads, the revealed rows are where the heads disagree, so they say *which* head
-is right, not how accurate it is. The estimate combines both: on rows where every head agrees
-the chosen head is as accurate as on held-out labeled data (a); on the rows where they
-disagree it is right as often if it is the true head (posterior P) and wrong as often if not:
+is right, not how accurate it is. The estimate combines both. The chosen head's accuracy on the
+target rows is not its held-out accuracy: the held-out split is labeled data, in distribution,
+and the target set is shifted (rows where the spurious feature no longer goes with the label).
+It is estimated with Average Thresholded Confidence (ATC; Garg et al., "Leveraging Unlabeled
+Data to Predict Out-of-Distribution Performance", ICLR 2022): a threshold t on the head's
+confidence (its largest probability, ATC-MC; the negative entropy, ATC-NE, is the other choice)
+is chosen so that the share of held-out rows above t is the held-out accuracy; the share of
+target rows above t estimates the target accuracy. It cannot see rows the head gets wrong with
+confidence, so under a strong shift it still errs high; with a perfect held-out split it errs
+low (t is then the least sure held-out row). It is computed apart where every head agrees
+(a_agree) and where they disagree (a_dis); there the head is right as often if it is the true
+head (posterior P) and wrong as often if not:
 
-    accuracy ~= agree x a + (1 - agree) x (P x a + (1 - P) x (1 - a))
+    accuracy ~= agree x a_agree + (1 - agree) x (P x a_dis + (1 - P) x (1 - a_dis))
 
-The interval carries the uncertainty of `a` (a 90% Wilson interval on the held-out size). When
-the chosen head contradicts a revealed label, no head is the true rule everywhere: the
-disagreement part is then scored from the revealed labels (Beta posterior) and the verdict is
-to keep the default. With one head there is nothing to choose; its revealed labels are a small
-random sample, scored with a Beta(1 + right, 1 + wrong) posterior.
+The interval carries the uncertainty of the held-out accuracy (a 90% Wilson interval, each end
+turned into its own threshold). The disagreement part never exceeds what the revealed labels
+there allow (the 95% quantile of a Beta(1 + right, 1 + wrong) posterior). Without held-out
+confidences (an older run), a_agree = a_dis = the held-out accuracy. When the chosen head
+contradicts a revealed label, no head is the true rule everywhere: the disagreement part is then
+scored from the revealed labels (Beta posterior) and the verdict is to keep the default. With one
+head there is nothing to choose; its revealed labels are a small random sample, scored with a
+Beta(1 + right, 1 + wrong) posterior.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from scipy import stats
 from hackrobust.submission import write_atomically
 
 Z90 = 1.6449
+# ATC-MC: closer than ATC-NE to the truth on the shifted MNIST runs (mnist_embed_456), same elsewhere.
+ATC_SCORE = "max_probability"
 
 
 def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
@@ -37,6 +51,45 @@ def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def confidence(probs: np.ndarray, kind: str = ATC_SCORE) -> np.ndarray:
+    """ATC's score of each row from its class probabilities (..., classes): higher is surer.
+
+    `max_probability` (ATC-MC) or `negative_entropy` (ATC-NE, the better one in the paper).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if kind == "negative_entropy":
+        return (probs * np.log(np.clip(probs, 1e-300, None))).sum(-1)
+    if kind == "max_probability":
+        return probs.max(-1)
+    raise ValueError(f"unknown confidence score {kind!r}")
+
+
+def atc_threshold(holdout_scores: np.ndarray, accuracy: float) -> float:
+    """The score t with a share `accuracy` of the held-out rows above it (the midpoint between
+    the neighbouring held-out scores: the rows' (1 - accuracy) quantile, Hazen's definition)."""
+    return float(np.quantile(np.asarray(holdout_scores, float), 1 - accuracy, method="hazen"))
+
+
+def atc_accuracy(
+    holdout_scores: np.ndarray, accuracy: float, scores: np.ndarray
+) -> tuple[float, float]:
+    """(threshold, estimated accuracy): the share of `scores` above the ATC threshold.
+
+    Rows tied with the threshold count for the share of the tied held-out rows that the
+    held-out accuracy needs above it (confident heads tie at a score of ~0).
+    """
+    holdout_scores, scores = np.asarray(holdout_scores, float), np.asarray(scores, float)
+    t = atc_threshold(holdout_scores, accuracy)
+    if len(scores) == 0:
+        return t, float("nan")
+    tied = int((holdout_scores == t).sum())
+    weight = 0.0
+    if tied:
+        weight = (accuracy * len(holdout_scores) - (holdout_scores > t).sum()) / tied
+        weight = min(1.0, max(0.0, weight))
+    return t, float(np.mean(scores > t) + weight * np.mean(scores == t))
+
+
 def build_report(
     choice: dict,
     probs: np.ndarray,
@@ -45,7 +98,11 @@ def build_report(
     label_values: np.ndarray,
     default_score: float,
 ) -> dict:
-    """The report for one run: the chosen head, the evidence, an accuracy estimate, a verdict."""
+    """The report for one run: the chosen head, the evidence, an accuracy estimate, a verdict.
+
+    `choice` is the active query's result; with `holdout_scores` (the chosen head's confidence
+    on each held-out row, scored as `atc_score` says) the target accuracy is estimated by ATC.
+    """
     head = choice["head"]
     predicted = label_values[probs.argmax(-1)]  # (N, H)
     revealed = {q["datum_id"]: q["label"] for q in choice["queries"]}
@@ -54,29 +111,61 @@ def build_report(
         for h in range(probs.shape[1])
     ]
     a = holdout_accuracy[head]
+    agrees = (predicted == predicted[:, :1]).all(axis=1)  # (N,) every head predicts the same
+    agree = float(agrees.mean())
+    low_a, high_a = wilson(a * holdout_size, holdout_size)
+    holdout_scores = choice.get("holdout_scores")
+    atc: dict = {}
+    if holdout_scores:
+        scores = confidence(probs[:, head], choice.get("atc_score", ATC_SCORE))
+
+        def regions(acc: float) -> tuple[float, float]:
+            """The chosen head's estimated accuracy where the heads agree, and where not."""
+            return tuple(
+                atc_accuracy(holdout_scores, acc, scores[rows])[1] if rows.any() else acc
+                for rows in (agrees, ~agrees)
+            )
+
+        threshold, overall = atc_accuracy(holdout_scores, a, scores)
+        atc = {
+            "atc_score": choice.get("atc_score", ATC_SCORE),
+            "atc_threshold": round(threshold, 6),
+            "atc_target_accuracy": round(overall, 4),
+        }
+        source = "ATC (held-out confidence threshold) on the target set"
+    else:
+
+        def regions(acc: float) -> tuple[float, float]:
+            return acc, acc
+
+        source = "held-out accuracy"
     # One revealed label against the chosen head means no head is the true rule everywhere.
     consistent = not revealed or agreement[head] == 1.0
     if probs.shape[1] > 1 and consistent:
-        agree = float((predicted == predicted[:, :1]).all(axis=1).mean())
         p_right = choice["posterior"][head]
+        # The revealed rows where the heads disagree bound the head's accuracy there.
+        asked = [predicted[d, head] == y for d, y in revealed.items() if not agrees[d]]
+        cap = float(stats.beta(1 + sum(asked), 1 + len(asked) - sum(asked)).ppf(0.95))
 
         def estimate(acc: float) -> float:
-            return agree * acc + (1 - agree) * (p_right * acc + (1 - p_right) * (1 - acc))
+            a_agree, a_dis = regions(acc)
+            disagreement = min(cap, p_right * a_dis + (1 - p_right) * (1 - a_dis))
+            return agree * a_agree + (1 - agree) * disagreement
 
-        low_a, high_a = wilson(a * holdout_size, holdout_size)
-        point, interval = estimate(a), (estimate(low_a), estimate(high_a))
-        basis = "head agreement on the target set, held-out accuracy, head posterior"
+        point, ends = estimate(a), (estimate(low_a), estimate(high_a))
+        interval = (min(point, *ends), max(point, *ends))
+        basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
     elif probs.shape[1] > 1:
         # The revealed rows sample the disagreement region: score the head there directly.
-        agree = float((predicted == predicted[:, :1]).all(axis=1).mean())
         right = round(agreement[head] * len(revealed))
         beta = stats.beta(1 + right, 1 + len(revealed) - right)
-        point = agree * a + (1 - agree) * float(beta.mean())
+        lows, points, highs = regions(low_a)[0], regions(a)[0], regions(high_a)[0]
+        point = agree * points + (1 - agree) * float(beta.mean())
         interval = (
-            agree * a + (1 - agree) * float(beta.ppf(0.05)),
-            agree * a + (1 - agree) * float(beta.ppf(0.95)),
+            min(point, agree * lows + (1 - agree) * float(beta.ppf(0.05))),
+            max(point, agree * highs + (1 - agree) * float(beta.ppf(0.95))),
         )
-        basis = "the chosen head contradicts a revealed label: its accuracy where the heads disagree is estimated from the revealed labels"
+        basis = f"the chosen head contradicts a revealed label: its accuracy where the heads disagree is estimated from the revealed labels ({source} where they agree)"
     else:
         right = sum(predicted[d, 0] == y for d, y in revealed.items())
         wrong = len(revealed) - right
@@ -99,6 +188,8 @@ def build_report(
         "labels_revealed": len(revealed),
         "head_agreement_with_revealed": agreement,
         "holdout_accuracy": holdout_accuracy,
+        "target_head_agreement": round(agree, 4),
+        **atc,
         "estimated_target_accuracy": round(point, 4),
         "estimate_interval_90": [round(interval[0], 4), round(interval[1], 4)],
         "estimate_basis": basis,

@@ -1,0 +1,115 @@
+"""The report's target-accuracy estimate: Average Thresholded Confidence (ATC) under shift."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from hackrobust.query.report import atc_accuracy, atc_threshold, build_report, confidence
+
+LABELS = np.array([0, 1])
+
+
+def test_confidence_scores():
+    probs = np.array([[0.5, 0.5], [1.0, 0.0], [0.9, 0.1]])
+    np.testing.assert_allclose(
+        confidence(probs, "negative_entropy"),
+        [-math.log(2), 0.0, 0.9 * math.log(0.9) + 0.1 * math.log(0.1)],
+    )
+    np.testing.assert_allclose(confidence(probs, "max_probability"), [0.5, 1.0, 0.9])
+    with pytest.raises(ValueError):
+        confidence(probs, "margin")
+
+
+def test_atc_by_hand():
+    # Three of four held-out rows are right: t lies between the lowest two scores (0.15), and
+    # two of the four target rows lie above it.
+    holdout = np.array([0.4, 0.1, 0.3, 0.2])
+    assert atc_threshold(holdout, 0.75) == pytest.approx(0.15)
+    t, estimate = atc_accuracy(holdout, 0.75, np.array([0.05, 0.12, 0.5, 0.6]))
+    assert t == pytest.approx(0.15) and estimate == 0.5
+    # All right: every target row at least as sure as the least sure held-out row counts.
+    assert atc_accuracy(holdout, 1.0, np.array([0.05, 0.2, 0.5]))[1] == pytest.approx(2 / 3)
+
+
+def test_atc_splits_ties_at_the_threshold():
+    # Three held-out rows tie at 0 (saturated confidence); two of four are right, so 2 of the 3
+    # tied rows belong above t = 0: tied target rows count for 2/3 each.
+    t, estimate = atc_accuracy(np.array([0.0, 0.0, 0.0, -1.0]), 0.5, np.array([0.0, 0.0, -2.0]))
+    assert t == 0.0 and estimate == pytest.approx(4 / 9)
+
+
+def shifted_run(shifted: float, n_target=1000, n_holdout=200, seed=0):
+    """Two heads that agree on half the target rows; head 1 is chosen (it matches 5 revealed
+    labels). Held-out: 95% right, the right rows sure (0.97), the wrong ones unsure (0.6). On the
+    target a share `shifted` of the rows get the unsure probabilities the held-out errors had."""
+    rng = np.random.default_rng(seed)
+    sure, unsure = np.array([0.97, 0.03]), np.array([0.6, 0.4])
+    y = rng.integers(0, 2, n_target)
+    agree = np.arange(n_target) < n_target // 2
+    head1 = np.where(rng.random(n_target) < shifted, 1, 0)  # 1: unsure
+    p1 = np.where(head1[:, None] == 1, unsure, sure)
+    p1 = np.where(y[:, None] == 0, p1, p1[:, ::-1])  # head 1 predicts y
+    p0 = np.where(agree[:, None], p1, p1[:, ::-1])  # head 0 the other label where not agreed
+    probs = np.stack([p0, p1], axis=1)
+    hits = np.arange(n_holdout) < round(0.95 * n_holdout)
+    holdout_probs = np.where(hits[:, None], sure, unsure)
+    asked = np.flatnonzero(~agree)[:5]
+    choice = {
+        "head": 1,
+        "posterior": [1e-4, 1 - 1e-4],
+        "queries": [
+            {"datum_id": int(d), "label": int(y[d]), "information_gain": 0.5} for d in asked
+        ],
+        "holdout_scores": confidence(holdout_probs).tolist(),
+    }
+    return choice, probs, [0.5, float(hits.mean())], n_holdout
+
+
+def test_shift_lowers_the_estimate_and_flips_the_verdict():
+    choice, probs, holdout_accuracy, n = shifted_run(shifted=0.3)
+    report = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
+    # Old assumption (no held-out confidences): the held-out accuracy, and "submit".
+    old = build_report(
+        {k: v for k, v in choice.items() if k != "holdout_scores"},
+        probs,
+        holdout_accuracy,
+        n,
+        LABELS,
+        0.8,
+    )
+    assert old["estimated_target_accuracy"] == pytest.approx(0.95, abs=0.01)
+    assert old["recommendation"] == "submit"
+    assert report["atc_target_accuracy"] == pytest.approx(0.7, abs=0.04)
+    assert report["estimated_target_accuracy"] == pytest.approx(0.7, abs=0.04)
+    low, high = report["estimate_interval_90"]
+    assert low <= report["estimated_target_accuracy"] <= high and low < 0.8
+    assert report["recommendation"].startswith("keep the default")
+    assert "ATC" in report["estimate_basis"] and "atc_threshold" in report
+
+
+def test_no_shift_estimate_is_the_holdout_accuracy():
+    choice, probs, holdout_accuracy, n = shifted_run(shifted=0.05)
+    report = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
+    assert report["estimated_target_accuracy"] == pytest.approx(0.95, abs=0.02)
+    low, high = report["estimate_interval_90"]
+    assert low <= report["estimated_target_accuracy"] <= high and low >= 0.8
+    assert report["recommendation"] == "submit"
+
+
+def test_no_shift_continuous_scores():
+    """Held-out and target confidences from one distribution: ATC recovers the accuracy."""
+    rng = np.random.default_rng(3)
+    holdout, target = rng.beta(5, 1, 400), rng.beta(5, 1, 4000)
+    assert atc_accuracy(holdout, 0.9, target)[1] == pytest.approx(0.9, abs=0.03)
+
+
+def test_estimate_never_exceeds_what_few_revealed_labels_allow():
+    # Nothing revealed where the heads disagree: the head may be right there at most as often
+    # as a Beta(1, 1) allows at its 95% quantile, however sure it is.
+    choice, probs, holdout_accuracy, n = shifted_run(shifted=0.0)
+    choice["queries"] = []
+    report = build_report(choice, probs, [0.5, 1.0], n, LABELS, 0.8)
+    assert report["estimate_interval_90"][1] <= 0.5 + 0.5 * 0.95 + 1e-9
