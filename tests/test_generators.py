@@ -42,7 +42,9 @@ def make(name, **overrides):
 
 
 def test_every_generator_is_covered():
-    assert {f"make_{n.removesuffix('_456')}" for n in CASES} == set(generators.__all__)
+    # HappyFaces has no offline stand-in: tests/test_happyfaces.py builds fake archives for it.
+    expected = set(generators.__all__) - {"make_happyfaces"}
+    assert {f"make_{n.removesuffix('_456')}" for n in CASES} == expected
 
 
 @pytest.mark.parametrize("name", CASES)

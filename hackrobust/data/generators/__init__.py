@@ -9,6 +9,7 @@ of rows whose features disagree), passed through to `base.build_dataset`.
 from __future__ import annotations
 
 from hackrobust.data.generators.embed import make_mnist_embed
+from hackrobust.data.generators.happyfaces import make_happyfaces
 from hackrobust.data.generators.humans import make_humans
 from hackrobust.data.generators.mnist import (
     make_mnist_cc,
@@ -24,6 +25,7 @@ from hackrobust.data.generators.toy import make_toy
 from hackrobust.data.generators.vehicle_animal import make_vehicle_animal
 
 __all__ = [
+    "make_happyfaces",
     "make_humans",
     "make_mnist_cc",
     "make_mnist_constant_image",
