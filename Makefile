@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format demo sweep clean
+.PHONY: help install test test-full lint format demo sweep clean \
+	study-hackathon study-mix-rate study-happyfaces study-hierarchical study-speed study-erm \
+	study-attributions
 
 help: ## Show this help
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +42,32 @@ demo: $(STAMP) ## Train ERM on mnist_cc built from bundled digits (offline) and 
 
 sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickstart
 	$(BIN)/python -m hackrobust.train -m experiment=quickstart seed=0,1,2
+
+# Studies: each writes its table and plots under experiments/results/ (real data from
+# $$HACKROBUST_DATA_DIR; finished runs are kept in a .jsonl, so a stopped study resumes).
+STUDY := $(BIN)/python experiments
+SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
+
+study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis, ERM} x 3 seeds, at most 5 labels
+	$(STUDY)/hackathon_suite.py --methods divdis erm $(SMALL_CNN)
+
+study-mix-rate: $(STAMP) ## Study: target accuracy against the unlabeled mix rate on mnist_cc
+	$(STUDY)/mix_rate_curve.py $(SMALL_CNN)
+
+study-happyfaces: $(STAMP) ## Study: the HappyFaces benchmark (worse-head accuracy over mix rates)
+	$(STUDY)/happyfaces.py
+
+study-hierarchical: $(STAMP) ## Study: worst-K species accuracy per group-robust method
+	$(STUDY)/hierarchical_benchmark.py
+
+study-speed: $(STAMP) ## Study: Lightning against a plain PyTorch loop, same model and data
+	$(STUDY)/speed_study.py --epochs 5
+
+study-erm: $(STAMP) ## Study: ERM on every dataset, 3 seeds
+	$(STUDY)/erm_baseline.py
+
+study-attributions: $(STAMP) ## Study: the README's per-head attribution figure
+	$(STUDY)/attribution_figure.py
 
 clean: ## Remove run outputs and caches (not .venv, not the dataset cache)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache
