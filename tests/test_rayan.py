@@ -240,9 +240,16 @@ def test_challenge_model_loads_the_checkpoint_into_trunk_and_heads(checkpoint, t
         challenge_resnet50((3, SIZE, SIZE), NUM_CLASSES, head_only=True)
 
 
-def test_export_loads_strictly_into_torchvision_with_the_same_logits(checkpoint, tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_export_loads_strictly_into_torchvision_with_the_same_logits(
+    checkpoint, tmp_path, channels_last
+):
     torch.manual_seed(1)
-    net = challenge_resnet50((3, SIZE, SIZE), NUM_CLASSES, num_heads=2).eval()
+    net = challenge_resnet50(
+        (3, SIZE, SIZE), NUM_CLASSES, num_heads=2, channels_last=channels_last
+    ).eval()
+    conv = net.trunk.layer1[0].conv2.weight  # 3x3: a 1x1 weight is contiguous either way
+    assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
     with torch.no_grad():
         net.heads.weight[NUM_CLASSES:] += 1.0  # head 1 differs from head 0
         x = torch.randn(3, 3, SIZE, SIZE)

@@ -84,12 +84,15 @@ def challenge_resnet50(
     num_heads: int = 1,
     checkpoint: str | None = None,
     head_only: bool = False,
+    channels_last: bool | None = None,
 ) -> MultiHeadClassifier:
     """The challenge ResNet50 as a `MultiHeadClassifier` with `num_heads` heads.
 
     With `checkpoint` the trunk gets its backbone and every head a copy of its ``fc``. With
     `head_only` the inputs are the backbone's 2048-d features (the datamodule's cached ones) and
     the trunk is ``Identity``; `export_resnet50` then takes the backbone from the checkpoint.
+    `channels_last` (default: on CUDA) stores the convolutions' weights NHWC, the layout tensor
+    cores want; each convolution then returns NHWC too, and the state_dict keeps its keys.
     """
     input_shape = tuple(input_shape)
     state = load_challenge_state(checkpoint) if checkpoint else None
@@ -110,6 +113,8 @@ def challenge_resnet50(
                 f"{input_shape}; with dataset.head_only=true set model.head_only=true too"
             )
         trunk = resnet50_backbone(backbone, str(checkpoint))
+        if torch.cuda.is_available() if channels_last is None else channels_last:
+            trunk = trunk.to(memory_format=torch.channels_last)
     net = MultiHeadClassifier(trunk, FEATURE_DIM, num_classes, num_heads)
     if weight is not None:
         with torch.no_grad():
