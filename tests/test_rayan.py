@@ -24,6 +24,7 @@ from hackrobust.hierarchy.datamodule import HierarchicalDataModule
 from hackrobust.hierarchy.export import (
     ExportChallengeWeights,
     export_resnet50,
+    worst_k_curve,
     write_submission_zip,
 )
 from hackrobust.hierarchy.sampler import HierarchicalBalancedSampler
@@ -314,7 +315,7 @@ def test_train_writes_the_submission_zip_and_worst_k_table(head_only, tree, chec
         tmp_path,
     )
     metrics, objects = train(cfg)
-    assert {"submission.zip", "resnet.pth", "worst_k.md", "worst_k.json"} <= {
+    assert {"submission.zip", "resnet.pth", "worst_k.md", "worst_k.json", "worst_k.png"} <= {
         p.name for p in tmp_path.iterdir()
     }
     table = json.loads((tmp_path / "worst_k.json").read_text())
@@ -346,6 +347,17 @@ def test_train_writes_the_submission_zip_and_worst_k_table(head_only, tree, chec
     (tmp_path / "submission.csv").unlink()
     with pytest.raises(FileExistsError, match="never replaced silently"):
         train(cfg)
+
+
+def test_worst_k_curve_ends_at_the_table_points_and_the_mean():
+    per_group = torch.tensor([0.2, float("nan"), 1.0, 0.4, 0.6, 0.8, 0.0, 1.0, 1.0, 1.0, 1.0])
+    share, mean = worst_k_curve(per_group)
+    assert len(share) == 10 and share[-1] == 1.0
+    table = worst_k_accuracy(per_group, (0.1, 0.2, 0.5))
+    for fraction, accuracy in table.items():
+        assert mean[round(fraction * 10) - 1].item() == pytest.approx(accuracy)
+    assert mean[-1].item() == pytest.approx(0.7)  # every group: the mean of per-group accuracy
+    assert (mean[1:] >= mean[:-1]).all()
 
 
 def test_export_callback_refuses_existing_files_before_fit(tmp_path):

@@ -4,7 +4,8 @@
 ``fc = nn.Linear(2048, num_classes)`` loads with ``strict=True``. `ExportChallengeWeights` writes
 it at the end of the predict stage, with the selected checkpoint's weights and the chosen head,
 next to ``worst_k.md`` / ``worst_k.json``: the mean accuracy of the K worst groups on the target
-split for K = 10 % ... 50 % of the groups (the challenge's K is secret in that range).
+split for K = 10 % ... 50 % of the groups (the challenge's K is secret in that range), and
+``worst_k.png``: that mean for every K from one group to all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torchvision
+from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 
 from hackrobust.hierarchy.challenge_model import FEATURE_DIM, load_challenge_state, split_fc
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = "resnet.pth"
 ZIP = "submission.zip"
 TABLES = ("worst_k.md", "worst_k.json")
+CURVE = "worst_k.png"
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -132,6 +135,37 @@ def worst_k_table(
     }
 
 
+def worst_k_curve(per_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K as a share of the groups, mean accuracy of the K worst), for K = 1 ... n groups."""
+    seen = per_group[~torch.isnan(per_group)].double().sort().values.cpu()
+    k = torch.arange(1, len(seen) + 1, dtype=torch.float64)
+    return k / max(len(seen), 1), seen.cumsum(0) / k
+
+
+def plot_worst_k_curve(
+    per_group: torch.Tensor, path: Path, title: str = "", overwrite: bool = False
+) -> Path:
+    """The worst-K curve, the challenge's secret range (10 % to 50 %) shaded, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    share, mean = worst_k_curve(per_group)
+    figure = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.axvspan(10, 50, color="grey", alpha=0.15, label="challenge K (10% to 50%)")
+    axes.plot(100 * share.numpy(), mean.numpy(), marker=".")
+    axes.set(
+        xlabel="K: share of the groups, worst first (%)", ylabel="mean accuracy of the K worst"
+    )
+    axes.set(xlim=(0, 100), ylim=(0, 1), title=title)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return write_atomically(path, buffer.getvalue(), overwrite)
+
+
 def format_worst_k(table: dict, head: int) -> str:
     """The worst-K table as Markdown."""
     lines = [
@@ -187,7 +221,7 @@ class ExportChallengeWeights(L.Callback):
         self._accuracy: list[GroupAccuracy] = []
 
     def outputs(self) -> list[Path]:
-        return [self.dirpath / name for name in (WEIGHTS, ZIP, *TABLES)]
+        return [self.dirpath / name for name in (WEIGHTS, ZIP, *TABLES, CURVE)]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # fail before training, not after
@@ -230,6 +264,10 @@ class ExportChallengeWeights(L.Callback):
         md, js = (self.dirpath / name for name in TABLES)
         write_atomically(md, format_worst_k(self.table, head).encode(), self.overwrite)
         write_atomically(js, (json.dumps(self.table, indent=2) + "\n").encode(), self.overwrite)
+        curve = plot_worst_k_curve(per_group, self.dirpath / CURVE, f"head {head}", self.overwrite)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="worst_k_curve", images=[str(curve)])
         worst = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in self.table["worst_k"].items())
         log.info("Worst-K accuracy on the target split: %s", worst)
 
