@@ -313,6 +313,19 @@ def test_jtt_cross_fitted_errors_find_flipped_labels():
     assert wrong[~flipped].mean() < 0.05
 
 
+def test_jtt_cross_fitted_errors_on_wide_features_read_the_top_components():
+    """Wide, low-rank features (like a backbone's) are projected before the probe."""
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((300, 4))
+    x = latent @ rng.standard_normal((4, 500)) + 0.1 * rng.standard_normal((300, 500))
+    y = (latent[:, 0] > 0).astype(np.int64)
+    flipped = rng.random(300) < 0.05
+    y[flipped] = 1 - y[flipped]
+    wrong = cross_fitted_errors(x, y, folds=4, max_dim=8)
+    assert wrong[flipped].mean() > 0.8
+    assert wrong[~flipped].mean() < 0.1
+
+
 class RowsWithoutTensors(torch.utils.data.Dataset):
     """An image-style set: rows one at a time, `tensors` holding labels only (no "x")."""
 

@@ -23,9 +23,9 @@ a run resumed after T keeps it. Only the second stage may be selected (`selectio
 `identification_folds` k (null by default) is for a backbone that already saw the training
 images, whose in-sample errors are then near empty: at T, the error set is instead the rows a
 linear probe (sklearn logistic regression on the standardised features of the identification
-model) misclassifies when trained on the other k - 1 folds. This is a cheap stand-in for k
-cross-fitted ERM copies, not JTT as published: it stops the last layer from memorising a row,
-not the trunk.
+model, projected on their top 128 principal components) misclassifies when trained on the
+other k - 1 folds. This is a cheap stand-in for k cross-fitted ERM copies, not JTT as
+published: it stops the last layer from memorising a row, not the trunk.
 """
 
 from __future__ import annotations
@@ -44,10 +44,17 @@ from hackrobust.methods.groups import (
 
 
 def cross_fitted_errors(
-    features: np.ndarray, y: np.ndarray, folds: int, seed: int = 0
+    features: np.ndarray, y: np.ndarray, folds: int, seed: int = 0, max_dim: int = 128
 ) -> np.ndarray:
-    """Rows a logistic regression trained without their fold misclassifies: (N,) bool."""
+    """Rows a logistic regression trained without their fold misclassifies: (N,) bool.
+
+    The probe reads the standardised features' top `max_dim` principal components (fitted on
+    the other folds): on 2048-d ResNet features a full-width probe takes minutes per fold on a
+    CPU, the projection seconds.
+    """
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     fold = np.random.default_rng(seed).permutation(len(y)) % folds
@@ -60,9 +67,11 @@ def cross_fitted_errors(
         if len(classes) == 1:
             predicted = np.full(held.sum(), classes[0])
         else:
-            scaler = StandardScaler().fit(features[fit])
-            probe = LogisticRegression(max_iter=1000).fit(scaler.transform(features[fit]), y[fit])
-            predicted = probe.predict(scaler.transform(features[held]))
+            steps = [StandardScaler()]
+            if features.shape[1] > max_dim:
+                steps.append(PCA(max_dim, random_state=seed))
+            probe = make_pipeline(*steps, LogisticRegression(max_iter=1000))
+            predicted = probe.fit(features[fit], y[fit]).predict(features[held])
         wrong[held] = predicted != y[held]
     return wrong
 
