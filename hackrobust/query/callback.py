@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from hackrobust.query.report import ATC_SCORE, confidence
+from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
 
@@ -59,8 +59,10 @@ class ActiveQuery(L.Callback):
             takes one (the offline oracle reads the dataset's answer key from there).
         stop_at: stop querying once one head has this posterior probability (1: spend the budget).
         error_rate: how often the right head may still be wrong on a revealed row.
-        atc_score: the confidence score of the report's ATC estimate (`max_probability` or
-            `negative_entropy`, see `hackrobust.query.report.confidence`).
+        atc_score: estimate the report's target accuracy by ATC on this confidence score
+            (`max_probability` or `negative_entropy`, see `hackrobust.query.report`); None
+            (default) takes the held-out accuracy for it. ATC errs low when the held-out split
+            is perfect (its threshold is then the least sure held-out row).
     """
 
     def __init__(
@@ -69,7 +71,7 @@ class ActiveQuery(L.Callback):
         budget: int = 5,
         stop_at: float = 1.0,
         error_rate: float = 0.05,
-        atc_score: str = ATC_SCORE,
+        atc_score: str | None = None,
     ):
         self.revealer_factory = revealer
         self.budget = budget
@@ -97,10 +99,11 @@ class ActiveQuery(L.Callback):
                 hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
                 result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
                 result["holdout_size"] = len(hits)
-                # One number per held-out row of the chosen head (small), not the target's probs.
-                scores = confidence(holdout_probs[:, result["head"]], self.atc_score)
-                result["atc_score"] = self.atc_score
-                result["holdout_scores"] = scores.tolist()  # exact: ties must stay ties
+                if self.atc_score is not None:
+                    # One number per held-out row of the chosen head (small), not target probs.
+                    scores = confidence(holdout_probs[:, result["head"]], self.atc_score)
+                    result["atc_score"] = self.atc_score
+                    result["holdout_scores"] = scores.tolist()  # exact: ties must stay ties
             self.result = trainer.strategy.broadcast(result, src=0)
         pl_module.chosen_head.fill_(self.result["head"])
 
