@@ -250,10 +250,13 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.train_set = _subset(
             train, features, train_rows, train_rows, y, group, self.train_transform
         )
-        # The same rows without augmentation, for methods that score the training set (JTT).
-        self.train_eval_set = _subset(
-            train, features, train_rows, train_rows, y, group, self.eval_transform
-        )
+        # The same rows without augmentation, for methods that score the training set (JTT);
+        # cached features are never augmented, so they are served as they are.
+        self.train_eval_set = self.train_set
+        if features is None:
+            self.train_eval_set = _subset(
+                train, None, train_rows, train_rows, y, group, self.eval_transform
+            )
         self.holdout_set = _subset(
             train, features, val_rows, val_rows, y, group, self.eval_transform
         )
