@@ -84,6 +84,20 @@ def test_labeled_features_all_agree_and_low_mix_default():
         assert make(name, seed=0).metadata["unlabeled_mix_rate"] == 0.5
 
 
+def test_labeled_mix_rate_makes_labels_unambiguous_for_the_oracle():
+    """Toy points sit at (+-1, +-1): the label is the sign of x; with a labeled mix rate some
+    rows' y sign disagrees with it, and the rate is recorded (absent by default)."""
+    default = make("toy", seed=0, noise=0.0)
+    assert "labeled_mix_rate" not in default.metadata
+    assert (np.sign(default.x_labeled) == np.sign(default.x_labeled[:, :1])).all()
+
+    oracle = make("toy", seed=0, noise=0.0, labeled_mix_rate=0.5)
+    x, y = oracle.x_labeled, oracle.y_labeled
+    np.testing.assert_array_equal(x[:, 0] > 0, y == 1)  # labels follow the true feature
+    assert (np.sign(x[:, 1]) != np.sign(x[:, 0])).sum() == round(0.5 * 60)
+    assert oracle.metadata["labeled_mix_rate"] == 0.5
+
+
 @pytest.mark.parametrize("name", ["toy", "mnist_sum", "mnist_embed", "humans"])
 def test_same_seed_same_arrays_other_seed_other_arrays(name):
     a, b, c = make(name, seed=5), make(name, seed=5), make(name, seed=6)

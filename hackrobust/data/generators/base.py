@@ -24,6 +24,7 @@ def build_dataset(
     n_labeled: int = 1200,
     n_unlabeled: int = 3800,
     n_target: int = 1200,
+    labeled_mix_rate: float = 0.0,
     unlabeled_mix_rate: float = 0.5,
     target_mix_rate: float = 0.5,
     default_score: float = 0.8,
@@ -32,9 +33,11 @@ def build_dataset(
     """Draw features, render inputs and write the answer key.
 
     Every `make_<name>` passes its `**split_options` (the sizes and mix rates above, which
-    default near the hackathon's) through to here. The labeled set has mix rate 0 (every feature agrees, so nothing tells which one is the
-    label); labeled and unlabeled inputs come from the source's train split, target inputs
-    from its test split. Feature values are stored as the label each feature implies.
+    default near the hackathon's) through to here. The labeled set has mix rate 0 (every
+    feature agrees, so nothing tells which one is the label); `labeled_mix_rate` > 0 makes the
+    labels unambiguous, for an oracle baseline only. Labeled and unlabeled inputs come from the
+    source's train split, target inputs from its test split. Feature values are stored as the
+    label each feature implies.
     """
     if true_feature not in feature_names:
         raise ValueError(f"true_feature {true_feature!r} is not one of {list(feature_names)}")
@@ -47,7 +50,7 @@ def build_dataset(
         features = assign_features(rng, n, n_features, n_classes, mix_rate)
         return np.ascontiguousarray(render(rng, features, split), dtype=np.float32), features
 
-    x_labeled, f_labeled = draw(n_labeled, 0.0, "train")
+    x_labeled, f_labeled = draw(n_labeled, labeled_mix_rate, "train")
     x_unlabeled, f_unlabeled = draw(n_unlabeled, unlabeled_mix_rate, "train")
     x_target, f_target = draw(n_target, target_mix_rate, "test")
     metadata = {
@@ -60,6 +63,7 @@ def build_dataset(
         "n_labeled": n_labeled,
         "n_unlabeled": n_unlabeled,
         "n_target": n_target,
+        **({"labeled_mix_rate": labeled_mix_rate} if labeled_mix_rate else {}),
         "unlabeled_mix_rate": unlabeled_mix_rate,
         "target_mix_rate": target_mix_rate,
         "default_score": default_score,
