@@ -21,6 +21,7 @@ from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, write_outputs
 from hackrobust.query import ActiveQuery
 from hackrobust.query.report import build_report, summary_line, write_report
+from hackrobust.self_training import self_train
 from hackrobust.submission import SubmissionExistsError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         probs = predict_target(trainer, method, datamodule, ckpt_path=best or None)
         head = int(method.chosen_head)
+        query = next((c for c in trainer.callbacks if isinstance(c, ActiveQuery)), None)
+        choice = query.result if query is not None else None
+        self_training = None
+        if cfg.get("self_training"):
+            probs, choice, self_training = self_train(
+                cfg, datamodule, method, probs, choice, **cfg.self_training
+            )
+            metrics["self_training/holdout_acc"] = self_training["holdout_accuracy"]
         if trainer.is_global_zero:
             write_outputs(
                 probs,
@@ -78,16 +87,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.get("predictions_path"),
                 submission.overwrite,
             )
-        query = next((c for c in trainer.callbacks if isinstance(c, ActiveQuery)), None)
-        if query is not None and query.result is not None and trainer.is_global_zero:
+        if choice is not None and trainer.is_global_zero:
             report = build_report(
-                query.result,
+                choice,
                 probs,
-                query.result["holdout_accuracy"],
-                query.result["holdout_size"],
+                choice["holdout_accuracy"],
+                choice["holdout_size"],
                 datamodule.label_values,
                 submission.get("default_score") or datamodule.default_score,
             )
+            if self_training is not None:
+                report["self_training"] = self_training
             write_report(
                 report, Path(submission.path).with_suffix(".report.json"), submission.overwrite
             )

@@ -1,0 +1,135 @@
+"""Self-training: which rows get pseudo-labels, the student's place in the outputs, its guard."""
+
+from __future__ import annotations
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from hackrobust import self_training
+from hackrobust.query.callback import target_probabilities
+from hackrobust.self_training import confident_rows, pseudo_labeled_set
+from hackrobust.submission import read_submission
+from hackrobust.train import train
+
+from helpers import compose_train, offline_overrides
+
+ORACLE_DIVDIS = ["method=divdis", "query=oracle", "trainer.max_epochs=2", "logger=none"]
+
+
+def test_confident_rows_keeps_the_surest_share_of_each_predicted_class():
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.45, 0.55], [0.99, 0.01]])
+    # Class 0 is predicted on rows 0, 1, 2, 5 (keep 2: rows 5 and 0); class 1 on rows 3, 4.
+    np.testing.assert_array_equal(confident_rows(probs, 0.5, exclude=np.array([], int)), [0, 3, 5])
+    # An excluded row is never kept, and every predicted class keeps at least one row.
+    np.testing.assert_array_equal(confident_rows(probs, 0.1, exclude=np.array([5])), [0, 3])
+    with pytest.raises(ValueError, match="keep_fraction"):
+        confident_rows(probs, 0.0, exclude=np.array([], int))
+
+
+def test_pseudo_labeled_set_adds_unlabeled_and_target_rows_but_never_revealed_ones(tmp_path):
+    import hydra
+
+    cfg = compose_train(offline_overrides("toy", tmp_path), tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    n_unlabeled, n_target = len(datamodule.unlabeled_set), len(datamodule.target_set)
+    rng = np.random.default_rng(0)
+    unlabeled_probs = rng.dirichlet([1, 1], n_unlabeled)
+    target_probs = rng.dirichlet([1, 1], n_target)
+    revealed = [0, 3]
+    train_set = pseudo_labeled_set(datamodule, unlabeled_probs, target_probs, 1.0, revealed)
+
+    rows = train_set.tensors
+    n_labeled = len(datamodule.train_set)
+    assert len(train_set) == n_labeled + n_unlabeled + n_target - len(revealed)
+    assert len(set(rows["idx"].tolist())) == len(train_set)  # row ids stay unique
+    target_x = datamodule.target_set.tensors["x"]
+    added_x, added_y = rows["x"][n_labeled:], rows["y"][n_labeled:].numpy()
+    for d in revealed:
+        assert not (added_x == target_x[d]).all(dim=1).any()
+    expected = np.concatenate([unlabeled_probs, np.delete(target_probs, revealed, 0)]).argmax(-1)
+    np.testing.assert_array_equal(added_y, expected)
+    assert (rows["group"][n_labeled:] == -1).all()
+
+
+def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_path):
+    overrides = [*offline_overrides("mnist_cc", tmp_path), *ORACLE_DIVDIS]
+    metrics, objects = train(compose_train([*overrides, "self_training=pseudo_label"], tmp_path))
+
+    report = json.loads((tmp_path / "submission.report.json").read_text())
+    summary = report["self_training"]
+    datamodule = objects["datamodule"]
+    kept = summary["pseudo_labeled_rows"]
+    n_pool = len(datamodule.unlabeled_set) + len(datamodule.target_set) - report["labels_revealed"]
+    assert 0.7 * n_pool <= kept <= 0.9 * n_pool  # keep_fraction 0.8 of each predicted class
+    assert summary["training_rows"] == len(datamodule.train_set) + kept
+    assert metrics["self_training/holdout_acc"] == summary["holdout_accuracy"]
+
+    head = report["chosen_head"]
+    labels = read_submission(tmp_path / "submission.csv")
+    probs = objects["probs"]
+    np.testing.assert_array_equal(labels, datamodule.label_values[probs[:, head].argmax(-1)])
+    if summary["used"]:  # the student's held-out accuracy is the one the report estimates from
+        assert report["holdout_accuracy"][head] == summary["holdout_accuracy"]
+    assert metrics["target/final_acc"] == pytest.approx(
+        float((labels == datamodule.data.y_target).mean())
+    )
+
+
+class SignRule(L.LightningModule):
+    """One head per input column: class 1 where the column is positive (times `sign`)."""
+
+    def __init__(self, columns: list[int], sign: float = 1.0):
+        super().__init__()
+        self.columns, self.sign = columns, sign
+        self.register_buffer("chosen_head", torch.tensor(0))
+
+    def forward(self, x):
+        z = 10 * self.sign * x[:, self.columns]
+        return torch.stack([-z, z], dim=-1)
+
+
+@pytest.mark.parametrize("student_sign", [1.0, -1.0])
+def test_a_student_that_contradicts_a_revealed_label_is_discarded(
+    student_sign, tmp_path, monkeypatch
+):
+    """Toy points at (+-1, +-1), labeled by the x sign. The teacher's head 0 reads x (head 1
+    reads y) and agrees with every revealed label; a student reading x is used, one reading -x
+    contradicts them and is discarded."""
+    import hydra
+
+    cfg = compose_train(
+        [*offline_overrides("toy", tmp_path), "dataset.generator.noise=0"], tmp_path
+    )
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    truth = datamodule.target_set.tensors["y"].numpy()
+    choice = {
+        "head": 0,
+        "posterior": [1.0, 0.0],
+        "queries": [
+            {"datum_id": d, "label": int(datamodule.label_values[truth[d]])} for d in (0, 1, 2)
+        ],
+        "holdout_accuracy": [0.9, 0.5],
+        "holdout_size": len(datamodule.holdout_set),
+    }
+    monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0], student_sign))
+
+    new_probs, new_choice, summary = self_training.self_train(
+        cfg, datamodule, teacher, probs, choice
+    )
+    assert summary["chosen_head_revealed_agreement"] == 1.0
+    assert summary["used"] is (student_sign > 0)
+    if student_sign > 0:
+        assert summary["revealed_agreement"] == 1.0 and summary["holdout_accuracy"] == 1.0
+        assert new_choice["holdout_accuracy"] == [1.0, 0.5]  # the student's, for head 0 only
+        np.testing.assert_array_equal(new_probs[:, 1], probs[:, 1])
+    else:
+        assert summary["revealed_agreement"] == 0.0
+        assert new_probs is probs and new_choice is choice  # the head's, untouched
