@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 
 import hydra
 import lightning as L
@@ -31,6 +32,14 @@ from hackrobust.query.callback import target_probabilities
 from hackrobust.query.report import confidence
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class SelfTrainingResult:
+    probs: np.ndarray  # (N_target, heads, classes): what the CSV and the report read
+    choice: dict | None  # the active query's result, updated when the student is used
+    summary: dict  # for the report
+    student_probs: np.ndarray  # (N_target, classes): the last student's, used or not
 
 
 def confident_rows(probs: np.ndarray, keep_fraction: float, exclude: np.ndarray) -> np.ndarray:
@@ -89,12 +98,12 @@ def self_train(
     choice: dict | None,
     keep_fraction: float = 0.8,
     rounds: int = 1,
-) -> tuple[np.ndarray, dict | None, dict]:
+) -> SelfTrainingResult:
     """Train `rounds` students in turn, each on the previous one's pseudo-labels.
 
-    Returns the target probabilities with the chosen head's replaced by the last student's,
-    the query result with that head's held-out accuracy (and confidences) updated, and a
-    summary for the report. `choice` is the active query's result (None without a query).
+    `choice` is the active query's result (None without a query). If the student passes its
+    checks, the result's probabilities and choice are the student's in the chosen head's place
+    (its held-out accuracy and confidences too); otherwise they are the ones given.
     """
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
@@ -135,10 +144,10 @@ def self_train(
     # (it never trained on them) and the held-out labeled split.
     if (summary["revealed_agreement"] or 0) < (summary["chosen_head_revealed_agreement"] or 0):
         log.warning("The student contradicts a revealed label the chosen head got: kept the head")
-        return probs, choice, summary | {"used": False}
+        return SelfTrainingResult(probs, choice, summary | {"used": False}, current_target)
     if summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
         log.warning("The student is less accurate on the held-out split than the head: kept it")
-        return probs, choice, summary | {"used": False}
+        return SelfTrainingResult(probs, choice, summary | {"used": False}, current_target)
 
     probs = probs.copy()
     probs[:, head] = current_target
@@ -147,7 +156,7 @@ def self_train(
         choice["holdout_accuracy"][head] = summary["holdout_accuracy"]
         if "holdout_scores" in choice:
             choice["holdout_scores"] = confidence(student_holdout, choice["atc_score"]).tolist()
-    return probs, choice, summary | {"used": True}
+    return SelfTrainingResult(probs, choice, summary | {"used": True}, current_target)
 
 
 def _fit_student(

@@ -74,10 +74,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         choice = query.result if query is not None else None
         self_training = None
         if cfg.get("self_training"):
-            probs, choice, self_training = self_train(
-                cfg, datamodule, method, probs, choice, **cfg.self_training
-            )
-            metrics["self_training/holdout_acc"] = self_training["holdout_accuracy"]
+            self_training = self_train(cfg, datamodule, method, probs, choice, **cfg.self_training)
+            probs, choice = self_training.probs, self_training.choice
+            metrics["self_training/holdout_acc"] = self_training.summary["holdout_accuracy"]
+            metrics["self_training/used"] = float(self_training.summary["used"])
         if trainer.is_global_zero:
             write_outputs(
                 probs,
@@ -97,7 +97,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.get("default_score") or datamodule.default_score,
             )
             if self_training is not None:
-                report["self_training"] = self_training
+                report["self_training"] = self_training.summary
             write_report(
                 report, Path(submission.path).with_suffix(".report.json"), submission.overwrite
             )
@@ -106,6 +106,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if datamodule.data.has_answer_key:
             final_scores = score_target(probs[:, head].argmax(-1), datamodule)
             metrics |= final_scores
+            if self_training is not None:  # the student's, whether used or not (reading only)
+                student = self_training.student_probs.argmax(-1)
+                metrics["self_training/student_acc"] = score_target(student, datamodule)[
+                    "target/final_acc"
+                ]
             if trainer.is_global_zero:
                 dashboards.log_final_scores(trainer.loggers, final_scores)
             log.info(

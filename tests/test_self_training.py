@@ -68,6 +68,8 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
     assert 0.7 * n_pool <= kept <= 0.9 * n_pool  # keep_fraction 0.8 of each predicted class
     assert summary["training_rows"] == len(datamodule.train_set) + kept
     assert metrics["self_training/holdout_acc"] == summary["holdout_accuracy"]
+    assert metrics["self_training/used"] == float(summary["used"])
+    assert 0 <= metrics["self_training/student_acc"] <= 1
 
     head = report["chosen_head"]
     labels = read_submission(tmp_path / "submission.csv")
@@ -121,9 +123,9 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
     }
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0], student_sign))
 
-    new_probs, new_choice, summary = self_training.self_train(
-        cfg, datamodule, teacher, probs, choice
-    )
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
+    new_probs, new_choice, summary = result.probs, result.choice, result.summary
+    np.testing.assert_array_equal(result.student_probs.argmax(-1), (student_sign > 0) == truth)
     assert summary["chosen_head_revealed_agreement"] == 1.0
     assert summary["used"] is (student_sign > 0)
     if student_sign > 0:
