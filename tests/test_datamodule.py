@@ -35,6 +35,17 @@ def test_batches_are_built_whole_without_per_item_calls(toy, monkeypatch):
     assert (unlabeled["y"] == -1).all() and len(unlabeled["idx"]) == 16
 
 
+def test_unlabeled_batches_can_also_read_the_target_inputs_but_never_their_labels(toy):
+    toy.with_unlabeled = True
+    assert len(toy.train_dataloader()["unlabeled"].dataset) == 150
+    toy.unlabeled_with_target = True
+    rows = toy.train_dataloader()["unlabeled"].dataset.tensors
+    assert len(rows["idx"]) == 150 + 80 and rows["idx"].unique().numel() == 230
+    torch.testing.assert_close(rows["x"][150:], toy.target_set.tensors["x"])
+    assert (rows["y"] == -1).all() and (toy.target_set.tensors["y"] >= 0).all()
+    assert len(toy.unlabeled_set) == 150  # the unlabeled set itself is unchanged
+
+
 def test_holdout_is_stratified_and_disjoint(toy):
     train, holdout = toy.train_set.tensors, toy.holdout_set.tensors
     assert len(holdout["idx"]) == 10 and len(train["idx"]) == 90

@@ -44,6 +44,9 @@ class HackathonDataModule(L.LightningDataModule):
         symmetry: an input transformation the label is known to ignore (e.g. "swap_halves" when
             the dataset's description says the two images sit on random sides); `model=auto`
             builds it into the trunk.
+        unlabeled_with_target: methods that read unlabeled batches also read the target inputs
+            (never their labels). Transductive, as the hackathon allows: it raises the share of
+            decorrelated rows where the unlabeled set has few.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class HackathonDataModule(L.LightningDataModule):
         num_workers: int = 0,
         split_seed: int = 0,
         symmetry: str | None = None,
+        unlabeled_with_target: bool = False,
     ):
         super().__init__()
         if (path is None) == (generator is None):
@@ -72,6 +76,7 @@ class HackathonDataModule(L.LightningDataModule):
         self.path = Path(path).expanduser() if path is not None else None
         # Read by the model config (model.symmetry), not here: see hackrobust.models.invariance.
         self.symmetry = symmetry
+        self.unlabeled_with_target = unlabeled_with_target
         self.generator = generator
         self.source = source
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
@@ -255,11 +260,24 @@ class HackathonDataModule(L.LightningDataModule):
         sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed else None
         return self._loader(dataset, self.eval_batch_size, shuffle=False, sampler=sampler)
 
+    def unlabeled_training_set(self) -> TensorDict:
+        """The rows unlabeled batches come from: the unlabeled set, and with
+        `unlabeled_with_target` the target inputs after it (labels hidden, ids continued)."""
+        if not self.unlabeled_with_target:
+            return self.unlabeled_set
+        unlabeled, target = self.unlabeled_set.tensors, self.target_set.tensors
+        return TensorDict(
+            idx=torch.arange(len(self.unlabeled_set) + len(self.target_set)),
+            x=torch.cat([unlabeled["x"], target["x"]]),
+            y=torch.full((len(self.unlabeled_set) + len(self.target_set),), UNKNOWN),
+            group=torch.cat([unlabeled["group"], target["group"]]),
+        )
+
     def train_dataloader(self) -> dict[str, DataLoader]:
         loaders = {"labeled": self._loader(self.train_set, self.batch_size, shuffle=True)}
         if self.with_unlabeled:
             loaders["unlabeled"] = self._loader(
-                self.unlabeled_set, self.unlabeled_batch_size, shuffle=True
+                self.unlabeled_training_set(), self.unlabeled_batch_size, shuffle=True
             )
         return loaders
 
