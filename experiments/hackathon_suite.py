@@ -198,7 +198,8 @@ def main() -> None:
         + provenance(arguments, args.offline, args.seeds, wanted)
         + "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
-        "has one head and spends none). Submitted: runs whose report recommended submitting.\n"
+        "has one head and spends none). Submitted: runs whose report recommended submitting\n"
+        "(ERM and the oracle write no report: their rows count as blind submissions).\n"
         "Score earned: the mean over seeds of the accuracy where the report said submit and of\n"
         "the default score where it said keep the default. Seconds: wall time of the whole\n"
         "command, dataset generation included; not a benchmark (other jobs may share the CPUs).\n"

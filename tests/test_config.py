@@ -22,6 +22,7 @@ GROUP_OPTIONS = [
         "debug",
         "experiment",
         "hparams_search",
+        "self_training",
     )
     for option in options(group)
 ]
