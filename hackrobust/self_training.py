@@ -40,6 +40,7 @@ class SelfTrainingResult:
     choice: dict | None  # the active query's result, updated when the student is used
     summary: dict  # for the report
     student_probs: np.ndarray  # (N_target, classes): the last student's, used or not
+    head_probs: np.ndarray  # (N_target, classes): the chosen head's, before self-training
 
 
 def confident_rows(probs: np.ndarray, keep_fraction: float, exclude: np.ndarray) -> np.ndarray:
@@ -142,12 +143,15 @@ def self_train(
     }
     # The student must do at least as well as the head on what is known: the revealed labels
     # (it never trained on them) and the held-out labeled split.
+    rejected = None
     if (summary["revealed_agreement"] or 0) < (summary["chosen_head_revealed_agreement"] or 0):
-        log.warning("The student contradicts a revealed label the chosen head got: kept the head")
-        return SelfTrainingResult(probs, choice, summary | {"used": False}, current_target)
-    if summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
-        log.warning("The student is less accurate on the held-out split than the head: kept it")
-        return SelfTrainingResult(probs, choice, summary | {"used": False}, current_target)
+        rejected = "contradicts a revealed label the chosen head got right"
+    elif summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
+        rejected = "is less accurate than the chosen head on the held-out split"
+    if rejected:
+        log.warning("Self-training: kept the chosen head; the student %s", rejected)
+        summary |= {"used": False, "rejected_because": rejected}
+        return SelfTrainingResult(probs, choice, summary, current_target, teacher_target)
 
     probs = probs.copy()
     probs[:, head] = current_target
@@ -156,7 +160,9 @@ def self_train(
         choice["holdout_accuracy"][head] = summary["holdout_accuracy"]
         if "holdout_scores" in choice:
             choice["holdout_scores"] = confidence(student_holdout, choice["atc_score"]).tolist()
-    return SelfTrainingResult(probs, choice, summary | {"used": True}, current_target)
+    return SelfTrainingResult(
+        probs, choice, summary | {"used": True}, current_target, teacher_target
+    )
 
 
 def _fit_student(

@@ -106,11 +106,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         if datamodule.data.has_answer_key:
             final_scores = score_target(probs[:, head].argmax(-1), datamodule)
             metrics |= final_scores
-            if self_training is not None:  # the student's, whether used or not (reading only)
-                student = self_training.student_probs.argmax(-1)
-                metrics["self_training/student_acc"] = score_target(student, datamodule)[
-                    "target/final_acc"
-                ]
+            if self_training is not None:  # the student's and the head's, whichever was used
+                for name, predicted in (
+                    ("student_acc", self_training.student_probs.argmax(-1)),
+                    ("chosen_head_acc", self_training.head_probs.argmax(-1)),
+                ):
+                    accuracy = score_target(predicted, datamodule)["target/final_acc"]
+                    metrics[f"self_training/{name}"] = accuracy
             if trainer.is_global_zero:
                 dashboards.log_final_scores(trainer.loggers, final_scores)
             log.info(

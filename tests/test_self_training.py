@@ -70,6 +70,8 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
     assert metrics["self_training/holdout_acc"] == summary["holdout_accuracy"]
     assert metrics["self_training/used"] == float(summary["used"])
     assert 0 <= metrics["self_training/student_acc"] <= 1
+    used = "student_acc" if summary["used"] else "chosen_head_acc"
+    assert metrics["target/final_acc"] == metrics[f"self_training/{used}"]
 
     head = report["chosen_head"]
     labels = read_submission(tmp_path / "submission.csv")
@@ -126,6 +128,7 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
     result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
     new_probs, new_choice, summary = result.probs, result.choice, result.summary
     np.testing.assert_array_equal(result.student_probs.argmax(-1), (student_sign > 0) == truth)
+    np.testing.assert_array_equal(result.head_probs, probs[:, 0])
     assert summary["chosen_head_revealed_agreement"] == 1.0
     assert summary["used"] is (student_sign > 0)
     if student_sign > 0:
