@@ -48,8 +48,8 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 STUDY := $(BIN)/python experiments
 SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
-study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis, +self-training, ERM, oracle} x 3 seeds
-	$(STUDY)/hackathon_suite.py --methods divdis divdis_self_training erm oracle $(SMALL_CNN)
+study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis and 2 variants, ERM, oracle} x 3 seeds
+	$(STUDY)/hackathon_suite.py --methods divdis divdis_self_training divdis_transductive erm oracle $(SMALL_CNN)
 
 study-mix-rate: $(STAMP) ## Study: target accuracy against the unlabeled mix rate on mnist_cc
 	$(STUDY)/mix_rate_curve.py $(SMALL_CNN)
