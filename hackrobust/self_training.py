@@ -9,8 +9,8 @@ chosen head's, so the CSV, the predictions file and the report all read the stud
 The revealed rows are left out of the student's training: its agreement with them stays a fair
 check. A student that contradicts a revealed label the chosen head got right, or that is less
 accurate on the held-out labeled split, is discarded. On the MNIST suite it helped where the head
-was right but unsure on decorrelated rows (mnist_sum) and hurt where the head's errors were
-systematic (mnist_embed): it is opt-in (`self_training=pseudo_label`).
+was right but unsure on decorrelated rows (mnist_sum), and hurt one mnist_embed seed, where the
+head's errors were systematic: it is opt-in (`self_training=pseudo_label`).
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def self_train(
     checks, the result's probabilities and choice are the student's in the chosen head's place
     (its held-out accuracy and confidences too); otherwise they are the ones given.
     """
+    if rounds < 1:
+        raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])

@@ -28,6 +28,8 @@ def test_confident_rows_keeps_the_surest_share_of_each_predicted_class():
     np.testing.assert_array_equal(confident_rows(probs, 0.1, exclude=np.array([5])), [0, 3])
     with pytest.raises(ValueError, match="keep_fraction"):
         confident_rows(probs, 0.0, exclude=np.array([], int))
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        self_training.self_train(None, None, None, probs[:, None], None, rounds=0)
 
 
 def test_pseudo_labeled_set_adds_unlabeled_and_target_rows_but_never_revealed_ones(tmp_path):
