@@ -141,6 +141,23 @@ def self_training_table(records: list[dict]) -> str:
     )
 
 
+def new_figure(figsize: tuple[float, float] = (6, 4)):
+    """A figure drawn off-screen (no display needed) and its one axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.add_subplot()
+
+
+def save_figure(figure, axes, path: Path, legend_fontsize: int = 8) -> None:
+    """The studies' figure ending: legend, tight layout, a 120-dpi PNG at `path`."""
+    axes.legend(fontsize=legend_fontsize)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def commit_id() -> str:
     """The short hash of the checked-out commit, recorded with each study run."""
     try:

@@ -44,8 +44,10 @@ from hackathon_suite import (
     append_record,
     commit_id,
     load_records,
+    new_figure,
     provenance,
     run,
+    save_figure,
 )
 from mix_rate_curve import lowest_rate_above, normalised_area
 
@@ -155,12 +157,7 @@ def summary_table(records: list[dict]) -> str:
 
 
 def plot(records: list[dict], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 4.2))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = new_figure((6.4, 4.2))
     worse, chosen = curves(records, "worse_head_acc"), curves(records, "chosen")
     for index, (method, (rates, accs)) in enumerate(sorted(worse.items())):
         color = f"C{index}"
@@ -178,9 +175,7 @@ def plot(records: list[dict], path: Path) -> None:
     axes.set_xlabel("unlabeled mix rate (share of FHWS and FSWH faces)")
     axes.set_ylabel("target accuracy (mean over seeds; dots: seeds)")
     axes.set_title("HappyFaces (Armstrong et al., Aligned AI, 2022)", fontsize=10)
-    axes.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, axes, path, legend_fontsize=7)
 
 
 def main() -> None:

@@ -32,7 +32,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import RESULTS, append_record, commit_id, load_records, provenance
+from hackathon_suite import (
+    RESULTS,
+    append_record,
+    commit_id,
+    load_records,
+    new_figure,
+    provenance,
+    save_figure,
+)
 
 # Each method as overrides of `experiment=rayan dataset.head_only=true`.
 METHODS = {
@@ -118,12 +126,7 @@ def table_lines(records: list[dict], methods: list[str]) -> list[str]:
 
 
 def plot(records: list[dict], methods: list[str], path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = new_figure()
     ks = [int(k.rstrip("%")) for k in FRACTIONS]
     for method in ["given checkpoint", *methods]:
         tables = [r["table"] for r in records if r["method"] == method]
@@ -132,9 +135,7 @@ def plot(records: list[dict], methods: list[str], path: Path) -> None:
             axes.plot(ks, curve, marker="o", label=method)
     axes.set_xlabel("K: share of species scored (the K% worst), %")
     axes.set_ylabel("mean accuracy of the K% worst species")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, axes, path)
 
 
 def main() -> None:

@@ -20,7 +20,16 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import RESULTS, append_record, commit_id, load_records, provenance, run
+from hackathon_suite import (
+    RESULTS,
+    append_record,
+    commit_id,
+    load_records,
+    new_figure,
+    provenance,
+    run,
+    save_figure,
+)
 
 
 def lowest_rate_above(rates: np.ndarray, accs: np.ndarray, threshold: float) -> float | None:
@@ -42,12 +51,7 @@ def normalised_area(rates: np.ndarray, accs: np.ndarray, upto: float = 0.3) -> f
 
 
 def plot(curves: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = new_figure()
     for (dataset, method), (rates, accs) in curves.items():
         axes.plot(rates, accs, marker="o", label=f"{method} on {dataset}")
     axes.set_xscale("log")
@@ -55,9 +59,7 @@ def plot(curves: dict, path: Path) -> None:
     axes.set_ylabel("target accuracy (mean over seeds)")
     axes.axhline(0.98, color="grey", linestyle=":", linewidth=1)
     axes.axhline(0.8, color="red", linestyle=":", linewidth=1, label="default score (0.8)")
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    save_figure(figure, axes, path)
 
 
 def main() -> None:
