@@ -148,3 +148,25 @@ def test_command_line_writes_a_folder(tmp_path, capsys):
     assert load_hackathon_dir(tmp_path / "toy").metadata["seed"] == 4
     with pytest.raises(FileExistsError):
         main(["toy", str(tmp_path / "toy")])
+
+
+def test_embedder_codes_carry_both_digits_and_validate():
+    """A linear probe reads each side's digit from the trained embedder's codes, on the target
+    rows (test split) after fitting on unlabeled ones."""
+    from sklearn.linear_model import LogisticRegression
+
+    def probe(data, column):
+        fit = LogisticRegression(max_iter=2000).fit(
+            data.x_unlabeled, data.features_unlabeled[:, column]
+        )
+        return (fit.predict(data.x_target) == data.features_target[:, column]).mean()
+
+    options = {"seed": 0, "n_unlabeled": 400, "n_target": 200, "unlabeled_mix_rate": 0.5}
+    trained = make("mnist_embed", **options)
+    assert trained.metadata["embedder"] == "trained"
+    assert probe(trained, 0) > 0.9 and probe(trained, 1) > 0.9
+    assert make("mnist_embed", embedder="random", seed=0).metadata["embedder"] == "random"
+    with pytest.raises(ValueError, match="embedder must be one of"):
+        make("mnist_embed", embedder="pretrained")
+    with pytest.raises(ValueError, match="dim must be even"):
+        make("mnist_embed", dim=63)
