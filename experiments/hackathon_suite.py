@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -180,7 +181,7 @@ def append_record(store: Path, record: dict) -> None:
 
 def provenance(arguments: list[str], offline: bool, seeds: list[int], records: list[dict]) -> str:
     """The table's header lines: the command that regenerates it, the machine, the commits."""
-    command = f"python {Path(sys.argv[0]).as_posix()} " + " ".join(arguments)
+    command = f"python {Path(sys.argv[0]).as_posix()} " + shlex.join(arguments)
     commits = sorted({r.get("commit", "unknown") for r in records})
     return (
         f"Regenerate: `{command.strip()}` (data: "
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "hackathon_suite")
     parser.add_argument("--fresh", action="store_true", help="ignore the runs already recorded")
+    parser.add_argument("--title", default="The hackathon suite", help="the table's heading")
     parser.add_argument(
         "--table-only", action="store_true", help="only rewrite the table from recorded runs"
     )
@@ -243,7 +245,7 @@ def main() -> None:
     ]
     arguments = [a for a in sys.argv[1:] if a != "--table-only"]
     args.out.with_suffix(".md").write_text(
-        "# The hackathon suite\n\n"
+        f"# {args.title}\n\n"
         + provenance(arguments, args.offline, args.seeds, wanted)
         + "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
