@@ -113,3 +113,30 @@ def test_estimate_never_exceeds_what_few_revealed_labels_allow():
     choice["queries"] = []
     report = build_report(choice, probs, [0.5, 1.0], n, LABELS, 0.8)
     assert report["estimate_interval_90"][1] <= 0.5 + 0.5 * 0.95 + 1e-9
+
+
+def test_heads_the_revealed_labels_did_not_separate_are_scored_as_one_head():
+    """Five revealed rows where both heads predict the same: the posterior stays near 1/2, the
+    rows where the heads agree are no evidence of the right rule, and the verdict abstains
+    (the agreement-based estimate would have said about 0.95)."""
+    choice, probs, holdout_accuracy, n = shifted_run(shifted=0.05)
+    agree_rows = np.flatnonzero(probs.argmax(-1)[:, 0] == probs.argmax(-1)[:, 1])[:5]
+    labels = probs.argmax(-1)[agree_rows, 1]
+    choice |= {
+        "posterior": [0.47, 0.53],
+        "queries": [
+            {"datum_id": int(d), "label": int(y), "information_gain": 0.0}
+            for d, y in zip(agree_rows, labels, strict=True)
+        ],
+    }
+    report = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
+    assert not report["revealed_labels_decided"]
+    assert report["chosen_head_matches_every_revealed_label"]
+    assert report["estimated_target_accuracy"] == pytest.approx(6 / 7, abs=1e-4)  # Beta(6, 1)
+    assert report["estimate_interval_90"][0] == pytest.approx(0.05 ** (1 / 6), abs=1e-4)
+    assert report["recommendation"].startswith("keep the default")
+    assert "did not decide" in report["estimate_basis"]
+
+    choice["posterior"] = [0.05, 0.95]  # the same labels, but decided: the usual estimate
+    decided = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
+    assert decided["revealed_labels_decided"] and decided["recommendation"] == "submit"

@@ -26,7 +26,11 @@ confidences (the default), a_agree = a_dis = the held-out accuracy. When the cho
 contradicts a revealed label, no head is the true rule everywhere: the disagreement part is then
 scored from the revealed labels (Beta posterior) and the verdict is to keep the default. With one
 head there is nothing to choose; its revealed labels are a small random sample, scored with a
-Beta(1 + right, 1 + wrong) posterior.
+Beta(1 + right, 1 + wrong) posterior. So are several heads that the revealed labels did not
+separate (the chosen head's posterior below DECIDED): the heads then mostly agree, which means
+the disagreement objective failed and they may share the spurious rule, so the rows where they
+agree are no longer held-out-like (mnist_sum at width 32, seed 0: both heads blended the two
+digits, posterior 0.53, estimated 0.996, true 0.796).
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from hackrobust.submission import write_atomically
 Z90 = 1.6449
 # ATC-MC: closer than ATC-NE to the truth on the shifted MNIST runs (mnist_embed_456), same elsewhere.
 ATC_SCORE = "max_probability"
+# The chosen head's posterior from which the revealed labels count as having picked a rule.
+DECIDED = 0.9
 
 
 def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
@@ -144,7 +150,8 @@ def build_report(
         source = "held-out accuracy"
     # One revealed label against the chosen head means no head is the true rule everywhere.
     consistent = not revealed or agreement[head] == 1.0
-    if probs.shape[1] > 1 and consistent:
+    decided = choice["posterior"][head] >= DECIDED
+    if probs.shape[1] > 1 and consistent and decided:
         p_right = choice["posterior"][head]
         # The revealed rows where the heads disagree bound the head's accuracy there.
         asked = [predicted[d, head] == y for d, y in revealed.items() if not agrees[d]]
@@ -158,7 +165,7 @@ def build_report(
         point, ends = estimate(a), (estimate(low_a), estimate(high_a))
         interval = (min(point, *ends), max(point, *ends))
         basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
-    elif probs.shape[1] > 1:
+    elif probs.shape[1] > 1 and not consistent:
         # The revealed rows sample the disagreement region: score the head there directly.
         right = round(agreement[head] * len(revealed))
         beta = stats.beta(1 + right, 1 + len(revealed) - right)
@@ -170,11 +177,16 @@ def build_report(
         )
         basis = f"the chosen head contradicts a revealed label: its accuracy where the heads disagree is estimated from the revealed labels ({source} where they agree)"
     else:
-        right = sum(predicted[d, 0] == y for d, y in revealed.items())
+        right = sum(predicted[d, head] == y for d, y in revealed.items())
         wrong = len(revealed) - right
         beta = stats.beta(1 + right, 1 + wrong)
         point, interval = float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95)))
-        basis = "revealed labels only (one head)"
+        basis = (
+            "revealed labels only (one head)"
+            if probs.shape[1] == 1
+            else f"revealed labels only: they did not decide between the heads (posterior "
+            f"{choice['posterior'][head]:.3f} < {DECIDED})"
+        )
     submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": head,
@@ -198,6 +210,7 @@ def build_report(
         "estimate_basis": basis,
         "default_score": default_score,
         "chosen_head_matches_every_revealed_label": consistent,
+        "revealed_labels_decided": bool(decided),
         "recommendation": "submit" if submit else "keep the default (do not submit)",
     }
 
