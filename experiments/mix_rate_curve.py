@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--extra", nargs="*", default=["trainer.enable_progress_bar=false"])
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "mix_rate_curve")
+    parser.add_argument(
+        "--table-only", action="store_true", help="only rewrite the table from recorded runs"
+    )
     args = parser.parse_args()
 
     store = args.out.with_suffix(".jsonl")
@@ -85,7 +88,7 @@ def main() -> None:
             for method in args.methods:
                 for rate in args.rates:
                     for seed in args.seeds:
-                        if (method, dataset, seed, rate) in done:
+                        if (method, dataset, seed, rate) in done or args.table_only:
                             continue
                         args.extra = [*extra, f"dataset.generator.unlabeled_mix_rate={rate}"]
                         record = run(method, dataset, seed, args, Path(log_dir) / f"r{rate}")
@@ -101,26 +104,38 @@ def main() -> None:
             r["dataset"] in args.datasets
             and r["method"] in args.methods
             and r["seed"] in args.seeds
+            and r["mix_rate"] in args.rates
         ):
             by_curve[r["dataset"], r["method"]][r["mix_rate"]].append(
                 r["metrics"]["target/final_acc"]
             )
     curves, lines = {}, []
-    for key, points in by_curve.items():
-        rates = np.array(sorted(points))
-        accs = np.array([np.mean(points[r]) for r in rates])
-        curves[key] = (rates, accs)
-        above = [lowest_rate_above(rates, accs, t) for t in (0.9, 0.98)]
-        cells = " | ".join(f"{a:.3f}" for a in accs)
+    rates = sorted({r for points in by_curve.values() for r in points})  # the table's columns
+    for key, points in sorted(by_curve.items()):
+        measured = np.array(sorted(points))
+        accs = np.array([np.mean(points[r]) for r in measured])
+        curves[key] = (measured, accs)
+        above = [lowest_rate_above(measured, accs, t) for t in (0.9, 0.98)]
+        cells = " | ".join(f"{np.mean(points[r]):.3f}" if r in points else "-" for r in rates)
         lines.append(
             f"| {key[0]} | {key[1]} | {cells} | {above[0]} | {above[1]} "
-            f"| {normalised_area(rates, accs):.3f} |"
+            f"| {normalised_area(measured, accs):.3f} |"
         )
-    rates = sorted({r for points in by_curve.values() for r in points})
+    missing = [
+        f"{d} {m} rate {r} seed {s}"
+        for d in args.datasets
+        for m in args.methods
+        for r in args.rates
+        for s in args.seeds
+        if (m, d, s, r)
+        not in {(x["method"], x["dataset"], x["seed"], x["mix_rate"]) for x in records}
+    ]
     plot(curves, args.out.with_suffix(".png"))
     args.out.with_suffix(".md").write_text(
         "# Target accuracy against the unlabeled mix rate\n\n"
-        + provenance(sys.argv[1:], args.offline, args.seeds, records)
+        + provenance(
+            [a for a in sys.argv[1:] if a != "--table-only"], args.offline, args.seeds, records
+        )
         + "Target accuracy (mean over seeds) of the submitted head with at most 5 revealed labels,\n"
         "per unlabeled mix rate; the target set's mix rate stays at the dataset's default.\n"
         "Lowest rate >= t: the smallest measured rate from which every larger one reaches t.\n"
@@ -130,6 +145,7 @@ def main() -> None:
         "| lowest rate >= 0.98 | area to 0.3 |\n"
         f"|---|---|{'---|' * len(rates)}---|---|---|\n" + "\n".join(lines) + "\n\n"
         f"![accuracy against mix rate]({args.out.with_suffix('.png').name})\n"
+        + (f"\nNot run yet (the command resumes them): {', '.join(missing)}.\n" if missing else "")
     )
     print(f"wrote {args.out.with_suffix('.md')}")
 
