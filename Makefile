@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
-	study-hackathon study-mix-rate study-happyfaces study-hierarchical study-speed study-erm \
-	study-attributions
+	study-hackathon study-hackathon-wide study-mix-rate study-happyfaces study-hierarchical \
+	study-speed study-erm study-attributions
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
 study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis and 2 variants, ERM, oracle} x 3 seeds
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_self_training divdis_transductive erm oracle $(SMALL_CNN)
+
+study-hackathon-wide: $(STAMP) ## Study: the overlaid-digit sets at the default CNN width (32)
+	$(STUDY)/hackathon_suite.py --methods divdis erm oracle --datasets mnist_sum mnist_sum_bis \
+		--extra trainer.enable_progress_bar=false model.cnn_width=32 \
+		--out experiments/results/hackathon_suite_wide \
+		--title "The hackathon suite: overlaid digits at the default CNN width"
 
 study-mix-rate: $(STAMP) ## Study: target accuracy against the unlabeled mix rate on mnist_cc
 	$(STUDY)/mix_rate_curve.py $(SMALL_CNN)
