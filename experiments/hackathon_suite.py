@@ -11,7 +11,8 @@ The Markdown table goes to `<out>.md`: per dataset and method, the target accura
 the run submits (mean ± std and min over seeds), labels spent, how many runs the report said to
 submit, and the score those decisions earn against the default of not submitting.
 Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training" adds
-`self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`;
+`self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`,
+"divdis_long" trains 20 epochs (twice the default), "divdis_long_self_training" both;
 "oracle" is the ceiling, ERM with the labeled set's labels made unambiguous.
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
 """
@@ -46,6 +47,13 @@ VARIANTS = {
     "oracle": ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"],
     "divdis_self_training": ["method=divdis", "self_training=pseudo_label"],
     "divdis_transductive": ["method=divdis", "dataset.unlabeled_with_target=true"],
+    # Twice the default epochs: on mnist_sum the heads were still separating at epoch 10.
+    "divdis_long": ["method=divdis", "trainer.max_epochs=20"],
+    "divdis_long_self_training": [
+        "method=divdis",
+        "trainer.max_epochs=20",
+        "self_training=pseudo_label",
+    ],
 }
 RESULTS = Path(__file__).parent / "results"
 
