@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from omegaconf import OmegaConf
+
+from hackrobust.config import CONFIG_DIR
 
 from helpers import compose_train, options
 
@@ -97,3 +100,25 @@ def test_cli_offline_mnist_error_names_the_directory_and_the_alternative(tmp_pat
     assert proc.returncode != 0
     assert str(Path(tmp_path / "empty" / "MNIST" / "raw")) in out
     assert "dataset.source=digits" in out
+
+
+def _hackathon_suite_variants() -> dict[str, list[str]]:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "experiments" / "hackathon_suite.py"
+    spec = importlib.util.spec_from_file_location("hackathon_suite", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.VARIANTS
+
+
+@pytest.mark.parametrize(("name", "overrides"), sorted(_hackathon_suite_variants().items()))
+def test_every_hackathon_suite_variant_composes(name, overrides, tmp_path):
+    cfg = compose_train([*overrides, "dataset=mnist_sum", "query=oracle"], tmp_path)
+    OmegaConf.resolve(cfg)
+    for key, value in (o.lstrip("+").split("=", 1) for o in overrides):
+        if (CONFIG_DIR / key).is_dir():  # a group: the option's config, as when selected alone
+            alone = compose_train([f"{key}={value}"], tmp_path)
+            assert cfg[key] == alone[key], (name, key)
+        else:
+            assert OmegaConf.select(cfg, key) == yaml.safe_load(value), (name, key)
