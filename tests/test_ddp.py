@@ -50,5 +50,6 @@ def test_two_gloo_processes_match_one(tmp_path):
     counts = {k: v for k, v in one.items() if k.startswith("target/group_count/")}
     assert counts and sum(counts.values()) == 63
     assert counts == {k: v for k, v in two.items() if k.startswith("target/group_count/")}
-    for key in [k for k in one if k.startswith("target/group_acc/")] + ["target/acc"]:
+    per_group = [k for k in one if k.startswith(("target/group_acc/", "target/feature_agreement/"))]
+    for key in per_group + ["target/acc"]:
         assert abs(one[key] - two[key]) < 1e-6, key

@@ -56,3 +56,28 @@ def test_accepts_logits_and_resets():
 
 def test_worst_k_without_groups_is_nan():
     assert all(math.isnan(v) for v in worst_k_accuracy(torch.full((3,), math.nan)).values())
+
+
+def test_feature_agreement_matches_numpy_and_reads_the_group_ids():
+    from hackrobust.metrics import FeatureAgreement
+
+    rng = np.random.default_rng(1)
+    num_classes, num_features = 3, 2
+    features = rng.integers(0, num_classes, (200, num_features))
+    groups = features[:, 0] * num_classes + features[:, 1]  # as HackathonDataModule.group_of
+    preds = np.where(rng.random(200) < 0.8, features[:, 1], rng.integers(0, num_classes, 200))
+    groups[:5] = -1  # unknown rows are ignored
+    metric = FeatureAgreement(num_classes, num_features)
+    for rows in np.array_split(np.arange(200), 3):
+        metric.update(torch.from_numpy(preds[rows]), torch.from_numpy(groups[rows]))
+    known = groups >= 0
+    expected = [(preds[known] == features[known, f]).mean() for f in range(num_features)]
+    np.testing.assert_allclose(metric.compute().numpy(), expected)
+
+
+def test_feature_names_come_from_group_names_only_when_they_are_combinations():
+    from hackrobust.metrics import feature_names_of_groups
+
+    assert feature_names_of_groups(["left=0,right=0", "left=0,right=1"]) == ["left", "right"]
+    assert feature_names_of_groups(["Animalia_Chordata_x", "Plantae_y"]) is None
+    assert feature_names_of_groups([]) is None

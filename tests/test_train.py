@@ -74,6 +74,14 @@ def test_fast_run_writes_a_valid_submission(dataset, tmp_path):
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["target/final_acc"] == metrics["target/final_acc"]
     assert saved["target/final_worst_group_acc"] <= saved["target/final_acc"]
+    # The head's agreement with the true feature is its accuracy, on the same (last) epoch.
+    features = datamodule.data.metadata.get("features", [])
+    if len(features) > 1:
+        true_feature = datamodule.data.metadata["true_feature"]
+        assert {f"target/feature_agreement/{name}" for name in features} <= set(saved)
+        assert saved[f"target/feature_agreement/{true_feature}"] == pytest.approx(
+            saved["target/acc"]
+        )
 
 
 def test_same_seed_gives_a_byte_identical_csv(tmp_path):

@@ -21,7 +21,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from hackrobust.metrics import GroupAccuracy, HeadMutualInformation, worst_k_accuracy
+from hackrobust.metrics import (
+    FeatureAgreement,
+    GroupAccuracy,
+    HeadMutualInformation,
+    feature_names_of_groups,
+    worst_k_accuracy,
+)
 
 # Above this many groups, per-group accuracies are not logged one metric each.
 MAX_NAMED_GROUPS = 64
@@ -83,6 +89,14 @@ class BaseMethod(L.LightningModule):
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
         )
+        # Per head and feature of the target set, how often the head predicts that feature.
+        self.feature_names = feature_names_of_groups(self.group_names) or []
+        n_features = len(self.feature_names)
+        combinations = n_features > 1 and len(self.group_names) == num_classes**n_features
+        self.target_feature_agreement = nn.ModuleList(
+            FeatureAgreement(num_classes, len(self.feature_names))
+            for _ in range(num_heads if combinations else 0)
+        )
         self.selection_diversity = selection_diversity
         self.heldout_loss = MeanMetric()
         self.target_mutual_information = (
@@ -142,6 +156,8 @@ class BaseMethod(L.LightningModule):
         if stage == "target":
             for head, metric in enumerate(self.target_group_accuracy):
                 metric.update(logits[:, head].argmax(-1), y, batch["group"])
+            for head, metric in enumerate(self.target_feature_agreement):
+                metric.update(logits[:, head].argmax(-1), batch["group"])
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
@@ -153,6 +169,17 @@ class BaseMethod(L.LightningModule):
             # The sanity check's batches are counted, then dropped here with the reset.
             if self.group_names and not self.trainer.sanity_checking and metric.total.sum():
                 self._log_group_accuracy(head, metric)
+            metric.reset()
+        for head, metric in enumerate(self.target_feature_agreement):
+            if not self.trainer.sanity_checking and metric.counts.sum():
+                suffix = f"_head{head}" if self.num_heads > 1 else ""
+                agreement = metric.compute()
+                self.log_dict(
+                    {
+                        f"target/feature_agreement{suffix}/{name}": agreement[i]
+                        for i, name in enumerate(self.feature_names)
+                    }
+                )
             metric.reset()
 
     def selection_ready(self) -> bool:
