@@ -48,8 +48,9 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 STUDY := $(BIN)/python experiments
 SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
-study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis and 2 variants, top-k, D-BAT, ERM, oracle} x 3 seeds
-	$(STUDY)/hackathon_suite.py --methods divdis divdis_self_training divdis_transductive topk dbat erm oracle \
+study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis and 4 variants, top-k, D-BAT, ERM, oracle} x 3 seeds
+	$(STUDY)/hackathon_suite.py --methods divdis divdis_long divdis_self_training \
+		divdis_long_self_training divdis_transductive topk dbat erm oracle \
 		$(SMALL_CNN)
 
 study-hackathon-wide: $(STAMP) ## Study: the overlaid-digit sets at the default CNN width (32)
