@@ -170,3 +170,21 @@ def test_embedder_codes_carry_both_digits_and_validate():
         make("mnist_embed", embedder="pretrained")
     with pytest.raises(ValueError, match="dim must be even"):
         make("mnist_embed", dim=63)
+
+
+def test_embedding_sets_do_not_depend_on_the_thread_count():
+    """The trained embedder's floats would differ with torch's thread count (and so would the
+    set); it runs on one thread, and the caller's setting is restored."""
+    import torch
+
+    threads = torch.get_num_threads()
+    sets = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            sets.append(make("mnist_embed", seed=1, n_unlabeled=64, n_target=64))
+            assert torch.get_num_threads() == count
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(sets[0].x_labeled, sets[1].x_labeled)
+    np.testing.assert_array_equal(sets[0].x_target, sets[1].x_target)
