@@ -89,6 +89,13 @@ def test_generated_dataset_is_cached_per_configuration(tmp_path):
     )
     other.prepare_data()
     assert len(calls) == 2 and len(list(tmp_path.iterdir())) == 2
+    # A generator whose output changed bumps its cache_version: a new folder, drawn anew.
+    counting.cache_version = 2
+    bumped = HackathonDataModule(
+        generator=functools.partial(counting, seed=2), cache_dir=str(tmp_path)
+    )
+    bumped.prepare_data()
+    assert len(calls) == 3 and len(list(tmp_path.iterdir())) == 3
 
 
 def test_source_is_forwarded_to_the_generator(tmp_path):

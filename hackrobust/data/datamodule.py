@@ -105,6 +105,9 @@ class HackathonDataModule(L.LightningDataModule):
         if keywords.get("seed", 0) is None:
             return None  # an unseeded dataset is drawn anew each run: nothing to cache
         spec = {"func": f"{func.__module__}.{func.__qualname__}", "keywords": keywords}
+        # A generator whose output changed for the same arguments bumps its `cache_version`.
+        if getattr(func, "cache_version", 0):
+            spec["version"] = func.cache_version
         digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
         name = func.__name__.removeprefix("make_")
         return self.cache_dir / f"{name}-{digest[:12]}"

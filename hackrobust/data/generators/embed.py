@@ -167,3 +167,7 @@ def make_mnist_embed(
         **split_options,
         params={**params, "noise": noise, "source": source},
     )
+
+
+# 2: the embedder runs on one thread (sets cached before came from the machine's thread count).
+make_mnist_embed.cache_version = 2
