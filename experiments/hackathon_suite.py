@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "hackathon_suite")
     parser.add_argument("--fresh", action="store_true", help="ignore the runs already recorded")
     parser.add_argument("--title", default="The hackathon suite", help="the table's heading")
+    parser.add_argument("--note", default="", help="a paragraph under the heading")
     parser.add_argument(
         "--table-only", action="store_true", help="only rewrite the table from recorded runs"
     )
@@ -254,6 +255,7 @@ def main() -> None:
     arguments = [a for a in sys.argv[1:] if a != "--table-only"]
     args.out.with_suffix(".md").write_text(
         f"# {args.title}\n\n"
+        + (f"{args.note}\n\n" if args.note else "")
         + provenance(arguments, args.offline, args.seeds, wanted)
         + "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
