@@ -124,29 +124,29 @@ def self_training_table(records: list[dict]) -> str:
     rows = defaultdict(list)
     for record in records:
         if "self_training/chosen_head_acc" in record["metrics"]:
-            rows[record["dataset"]].append(record)
+            rows[record["dataset"], record["method"]].append(record)
     if not rows:
         return ""
     lines = [
-        "| dataset | chosen head | student | student used | submitted accuracy | seeds |",
-        "|---|---|---|---|---|---|",
+        "| dataset | method | chosen head | student | student used | submitted accuracy | seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for dataset, group in sorted(rows.items()):
+    for (dataset, method), group in sorted(rows.items()):
         metric = {
             name: np.array([r["metrics"][f"self_training/{name}"] for r in group])
             for name in ("chosen_head_acc", "student_acc", "used")
         }
         final = np.array([r["metrics"]["target/final_acc"] for r in group])
         lines.append(
-            f"| {dataset} | {metric['chosen_head_acc'].mean():.3f} "
+            f"| {dataset} | {method} | {metric['chosen_head_acc'].mean():.3f} "
             f"| {metric['student_acc'].mean():.3f} | {int(metric['used'].sum())}/{len(group)} "
             f"| {final.mean():.3f} | {len(group)} |"
         )
     return (
-        "\n\nSelf-training (`divdis_self_training`): in each run, the target accuracy of the head\n"
-        "DivDis chose and of the student trained on its pseudo-labels (reading only), how often\n"
-        "the student passed its checks (revealed labels, held-out split) and replaced the head,\n"
-        "and the accuracy submitted.\n\n" + "\n".join(lines)
+        "\n\nSelf-training (`divdis_self_training`, `divdis_long_self_training`): in each run, the\n"
+        "target accuracy of the head DivDis chose and of the student trained on its pseudo-labels\n"
+        "(reading only), how often the student passed its checks (revealed labels, held-out\n"
+        "split) and replaced the head, and the accuracy submitted.\n\n" + "\n".join(lines)
     )
 
 
