@@ -94,7 +94,7 @@ class BaseMethod(L.LightningModule):
         n_features = len(self.feature_names)
         combinations = n_features > 1 and len(self.group_names) == num_classes**n_features
         self.target_feature_agreement = nn.ModuleList(
-            FeatureAgreement(num_classes, len(self.feature_names))
+            FeatureAgreement(num_classes, n_features)
             for _ in range(num_heads if combinations else 0)
         )
         self.selection_diversity = selection_diversity

@@ -18,8 +18,7 @@ from torchmetrics import Metric
 def group_feature_classes(num_classes: int, num_features: int) -> torch.Tensor:
     """(K^F, F): the class of each feature in each group id, most significant feature first."""
     ids = torch.arange(num_classes**num_features)
-    powers = num_classes ** torch.arange(num_features - 1, -1, -1)
-    return (ids[:, None] // powers) % num_classes
+    return torch.stack(torch.unravel_index(ids, (num_classes,) * num_features), dim=1)
 
 
 def feature_names_of_groups(group_names: list[str]) -> list[str] | None:
