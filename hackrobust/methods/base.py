@@ -172,15 +172,16 @@ class BaseMethod(L.LightningModule):
             metric.reset()
         for head, metric in enumerate(self.target_feature_agreement):
             if not self.trainer.sanity_checking and metric.counts.sum():
-                suffix = f"_head{head}" if self.num_heads > 1 else ""
-                agreement = metric.compute()
+                agreement = dict(zip(self.feature_names, metric.compute(), strict=True))
+                suffix = self._head_suffix(head)
                 self.log_dict(
-                    {
-                        f"target/feature_agreement{suffix}/{name}": agreement[i]
-                        for i, name in enumerate(self.feature_names)
-                    }
+                    {f"target/feature_agreement{suffix}/{n}": v for n, v in agreement.items()}
                 )
             metric.reset()
+
+    def _head_suffix(self, head: int) -> str:
+        """ "_head<h>" in metric names with several heads, nothing with one."""
+        return f"_head{head}" if self.num_heads > 1 else ""
 
     def selection_ready(self) -> bool:
         """Whether this epoch's model may be selected; methods trained in stages override it."""
@@ -203,7 +204,7 @@ class BaseMethod(L.LightningModule):
         """Worst group, mean of the worst K% groups (K = 10..50), each group's accuracy; the
         group sizes once (every head sees the same rows); per group only up to MAX_NAMED_GROUPS."""
         per_group = metric.compute()
-        suffix = f"_head{head}" if self.num_heads > 1 else ""
+        suffix = self._head_suffix(head)
         seen = ~torch.isnan(per_group)
         self.log(f"target/worst_group_acc{suffix}", per_group[seen].min())
         worst = worst_k_accuracy(per_group)
