@@ -16,6 +16,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from hackrobust import dashboards
+from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, write_outputs
@@ -31,6 +32,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit `cfg.method` on `cfg.dataset`, then write the submission. Returns (metrics, objects)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    if cfg.get("host_memory_cache"):
+        keep_freed_memory(cfg.host_memory_cache)
     submission = cfg.submission
     if Path(submission.path).exists() and not submission.overwrite:
         # Fail before training: an existing submission is never replaced silently.
