@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
-	study-hackathon study-hackathon-wide study-mix-rate study-happyfaces study-hierarchical \
+	study-hackathon study-hackathon-variants study-hackathon-wide study-mix-rate study-happyfaces study-hierarchical \
 	study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -48,10 +48,14 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 STUDY := $(BIN)/python experiments
 SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
-study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis and 4 variants, top-k, D-BAT, ERM, oracle} x 3 seeds
+study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis, top-k, D-BAT, ERM, oracle} x 3 seeds
+	$(STUDY)/hackathon_suite.py --methods divdis topk dbat erm oracle $(SMALL_CNN)
+
+study-hackathon-variants: $(STAMP) ## Study: DivDis beside its options (20 epochs, self-training, transductive)
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_long divdis_self_training \
-		divdis_long_self_training divdis_transductive topk dbat erm oracle \
-		$(SMALL_CNN)
+		divdis_long_self_training divdis_transductive $(SMALL_CNN) \
+		--out experiments/results/hackathon_suite_divdis_variants \
+		--title "The hackathon suite: DivDis and its options"
 
 study-hackathon-wide: $(STAMP) ## Study: the overlaid-digit sets at the default CNN width (32)
 	$(STUDY)/hackathon_suite.py --methods divdis erm oracle --datasets mnist_sum mnist_sum_bis \
