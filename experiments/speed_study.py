@@ -6,7 +6,9 @@ Both paths train the same model (seeded, same init) on the same in-memory datase
 with the same optimizer, for the same epochs, with no validation, logging or checkpointing; each
 runs in its own subprocess so peak memory is its own. Reported: median epoch time (the first
 epoch left out), samples per second, the Lightning / plain ratio, and peak memory (RSS on CPU,
-allocated memory on CUDA). Writes experiments/results/speed_study.md; real MNIST from
+allocated memory on CUDA). Both keep freed host memory as `python -m hackrobust.train` does
+(`host_memory_cache`, hackrobust/allocator.py); a third row runs Lightning on malloc's defaults
+(`host_memory_cache=null`) to show what that setting is worth. Writes experiments/results/speed_study.md; real MNIST from
 $HACKROBUST_DATA_DIR, or `--offline` for the bundled digits.
 """
 
@@ -23,6 +25,13 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+# (row, timed path, extra overrides): the two paths under the training defaults, then Lightning
+# with malloc's defaults.
+PATHS = [
+    ("plain", "plain", []),
+    ("lightning", "lightning", []),
+    ("lightning, malloc defaults", "lightning", ["host_memory_cache=null"]),
+]
 
 
 def build(args):
@@ -30,6 +39,7 @@ def build(args):
     import hydra
     from hydra import compose, initialize_config_dir
 
+    from hackrobust.allocator import keep_freed_memory
     from hackrobust.config import CONFIG_DIR
 
     overrides = [f"dataset={args.dataset}", "method=erm", f"seed={args.seed}", *args.extra]
@@ -37,6 +47,8 @@ def build(args):
         overrides.append("dataset.source=digits")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
+    if cfg.host_memory_cache:
+        keep_freed_memory(cfg.host_memory_cache)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -150,12 +162,18 @@ def main() -> None:
         return measure(args)
 
     results = {}
-    for phase in ("plain", "lightning"):
+    for name, phase, extra in PATHS:
         command = [sys.executable, __file__, *sys.argv[1:], "--phase", phase]
+        if extra:  # after the user's own --extra values, so it wins
+            command += ["--extra", *args.extra, *extra]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
-        results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(phase, results[phase]["median_epoch_seconds"], flush=True)
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(name, results[name]["median_epoch_seconds"], flush=True)
     ratio = results["lightning"]["median_epoch_seconds"] / results["plain"]["median_epoch_seconds"]
+    allocator = (
+        results["lightning, malloc defaults"]["median_epoch_seconds"]
+        / results["lightning"]["median_epoch_seconds"]
+    )
     rows = "\n".join(
         f"| {phase} | {r['median_epoch_seconds']:.3f} | {r['samples_per_second']:.0f} "
         f"| {r['peak_memory_mib']:.0f} |"
@@ -175,7 +193,8 @@ def main() -> None:
         f"{platform.python_version()}. ERM on `{args.dataset}` ({results['plain']['samples']} "
         f"training rows), {args.epochs} epochs, the median epoch after the first.\n\n"
         "| path | median epoch (s) | samples/s | peak memory (MiB) |\n|---|---|---|---|\n"
-        f"{rows}\n\n**Lightning / plain epoch time: {ratio:.3f}**\n"
+        f"{rows}\n\n**Lightning / plain epoch time: {ratio:.3f}**\n\n"
+        f"Malloc's defaults (`host_memory_cache=null`) / kept host memory: {allocator:.3f}\n"
     )
     print(f"ratio {ratio:.3f}; wrote {args.out}")
 
