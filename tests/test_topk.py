@@ -35,3 +35,25 @@ def test_each_example_takes_its_cheapest_disagreement_and_only_the_k_cheapest_co
         topk_disagreement_loss(logits, 0.75, assignments).item(), sum(three) / 3, rel_tol=1e-5
     )
     assert topk_disagreement_loss(logits, 0.1, assignments).item() == 0.0
+
+
+def test_per_assignment_takes_each_disagreements_own_cheapest_examples():
+    # Every example is cheapest at (0, 1): the pooled top-k never asks for (1, 0).
+    p = torch.tensor(
+        [
+            [[0.9, 0.1], [0.2, 0.8]],
+            [[0.8, 0.2], [0.3, 0.7]],
+            [[0.6, 0.4], [0.4, 0.6]],
+            [[0.7, 0.3], [0.1, 0.9]],
+        ]
+    )
+    logits = p.log()
+    assignments = disagreeing_assignments(2, 2)  # (0, 1), (1, 0)
+    cost = -(p[:, 0, assignments[:, 0]] * p[:, 1, assignments[:, 1]]).log()  # (B, G)
+    pooled = topk_disagreement_loss(logits, 0.5, assignments)
+    assert math.isclose(pooled.item(), cost[:, 0].sort().values[:2].mean().item(), rel_tol=1e-5)
+    # rate 0.5 of 4 rows over 2 assignments: one row each, the cheapest for that assignment.
+    balanced = topk_disagreement_loss(logits, 0.5, assignments, per_assignment=True)
+    expected = cost[:, 0].min() + cost[:, 1].min()
+    assert math.isclose(balanced.item(), expected.item(), rel_tol=1e-5)
+    assert topk_disagreement_loss(logits, 0.2, assignments, per_assignment=True).item() == 0.0

@@ -8,6 +8,11 @@ lower bound on the unlabeled mix rate, warmed up linearly from 0 (their `MixRate
 Unlike DivDis and D-BAT, it does not push every unlabeled example apart, which is why it holds
 up when few unlabeled examples are decorrelated. Defaults as there: aux weight 1, r 0.5
 (set `method.mix_rate_lower_bound` to a bound you trust for your unlabeled set).
+
+`per_assignment=true` is their `group_mix_rates` mode: each disagreeing assignment takes its own
+r / G x batch cheapest examples (G assignments), and the G means are summed. The pooled top-k can
+fill all k slots with one assignment, so two heads may settle as AND and OR of the features (they
+disagree only as (0, 1)); one quota per assignment asks for every kind of disagreement.
 """
 
 from __future__ import annotations
@@ -26,18 +31,21 @@ def disagreeing_assignments(num_heads: int, num_classes: int) -> torch.Tensor:
 
 
 def topk_disagreement_loss(
-    logits: torch.Tensor, rate: float, assignments: torch.Tensor
+    logits: torch.Tensor, rate: float, assignments: torch.Tensor, per_assignment: bool = False
 ) -> torch.Tensor:
     """Mean cost of the round(rate x B) cheapest examples, each at its cheapest disagreement.
 
-    logits: (B, H, K); assignments: (G, H) from `disagreeing_assignments`.
+    logits: (B, H, K); assignments: (G, H) from `disagreeing_assignments`. With `per_assignment`,
+    the sum over assignments of the mean cost of its round(rate / G x B) cheapest examples.
     """
-    k = round(rate * len(logits))
+    k = round(rate * len(logits) / (len(assignments) if per_assignment else 1))
     if k == 0:
         return logits.sum() * 0.0
     log_probs = logits.float().log_softmax(dim=-1)  # (B, H, K)
     heads = torch.arange(logits.shape[1], device=logits.device)
     cost = -log_probs[:, heads, assignments.to(logits.device)].sum(dim=-1)  # (B, G)
+    if per_assignment:
+        return torch.topk(cost, k, dim=0, largest=False).values.mean(dim=0).sum()
     cheapest = cost.min(dim=1).values
     return torch.topk(cheapest, k, largest=False).values.mean()
 
@@ -52,6 +60,7 @@ class TopKDisagreement(BaseMethod):
         mix_rate_lower_bound: float = 0.5,
         aux_weight: float = 1.0,
         warmup_fraction: float = 1.0,
+        per_assignment: bool = False,
         **kwargs,
     ):
         if num_heads < 2:
@@ -64,6 +73,7 @@ class TopKDisagreement(BaseMethod):
         self.mix_rate_lower_bound = mix_rate_lower_bound
         self.aux_weight = aux_weight
         self.warmup_fraction = warmup_fraction
+        self.per_assignment = per_assignment
         self.register_buffer(
             "assignments",
             disagreeing_assignments(num_heads, self.net.num_classes),
@@ -85,7 +95,9 @@ class TopKDisagreement(BaseMethod):
         labeled_logits = logits[:n_labeled]
         cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
         rate = self.current_rate()
-        disagreement = topk_disagreement_loss(logits[n_labeled:], rate, self.assignments)
+        disagreement = topk_disagreement_loss(
+            logits[n_labeled:], rate, self.assignments, self.per_assignment
+        )
         loss = cross_entropy + self.aux_weight * disagreement
         extras = {
             "xent": cross_entropy,
