@@ -112,3 +112,37 @@ def test_queries_spread_over_the_disagreement_region_and_catch_heads_that_are_bo
     report = build_report(choice.to_dict(), probs, [1.0, 1.0], 100, np.array([0, 1]), 0.8)
     assert not report["chosen_head_matches_every_revealed_label"]
     assert report["recommendation"].startswith("keep the default")
+
+
+def test_once_decided_the_labels_check_the_chosen_head_where_the_heads_disagree():
+    """Top-k on a low-mix set: an OR head beside a head that predicts 0 everywhere; the label is
+    feature x, so neither head is right. After the first label the gain sends the others to one
+    kind of row, where the chosen head is right; random rows where the heads disagree (x = 1 or
+    y = 1) are labelled against one head or the other."""
+    from hackrobust.query.report import build_report
+
+    rng = np.random.default_rng(2)
+    x, y = rng.integers(0, 2, 400), rng.integers(0, 2, 400)
+    or_sure = np.where((x == 0) & (y == 1), 0.7, 0.97)  # P(OR head says 1) on its 1 rows
+    p_or = np.where((x | y) == 1, or_sure, 0.03)
+    probs = np.stack([np.stack([1 - p_or, p_or], -1), np.tile([0.97, 0.03], (400, 1))], axis=1)
+    outcomes = {}
+    for verify_after in (0.9, 1.1):  # 1.1: the gain to the end
+        choice = choose_head(probs, lambda d: int(x[d]), budget=5, verify_after=verify_after)
+        report = build_report(choice.to_dict(), probs, [1.0, 1.0], 120, np.array([0, 1]), 0.8)
+        asked = {(int(x[q.datum_id]), int(y[q.datum_id])) for q in choice.queries}
+        outcomes[verify_after] = (choice.head, asked, report["recommendation"])
+    _, asked, verdict = outcomes[1.1]
+    assert len(asked) == 1 and verdict == "submit"  # the failure the check exists for
+    _, asked, verdict = outcomes[0.9]
+    assert len(asked) > 1 and verdict.startswith("keep the default")
+
+
+def test_heads_that_disagree_both_ways_keep_the_gain_to_the_end():
+    """Two rules on two features are not nested: deciding does not switch to random rows."""
+    probs, _, truth = two_heads(n=200, agree=100)
+    picks = [
+        [q.datum_id for q in choose_head(probs, lambda d: int(truth[d]), 5, verify_after=v).queries]
+        for v in (0.9, 1.1)
+    ]
+    assert picks[0] == picks[1] and len(picks[0]) == 5

@@ -59,6 +59,8 @@ class ActiveQuery(L.Callback):
             takes one (the offline oracle reads the dataset's answer key from there).
         stop_at: stop querying once one head has this posterior probability (1: spend the budget).
         error_rate: how often the right head may still be wrong on a revealed row.
+        verify_after: once a head has this posterior and the heads are nested, the remaining
+            labels go to random rows where the heads disagree (`hackrobust.query.selection`).
         atc_score: estimate the report's target accuracy by ATC on this confidence score
             (`max_probability` or `negative_entropy`, see `hackrobust.query.report`); None
             (default) takes the held-out accuracy for it. ATC errs low when the held-out split
@@ -72,12 +74,14 @@ class ActiveQuery(L.Callback):
         stop_at: float = 1.0,
         error_rate: float = 0.05,
         atc_score: str | None = None,
+        verify_after: float = 0.9,
     ):
         self.revealer_factory = revealer
         self.budget = budget
         self.stop_at = stop_at
         self.error_rate = error_rate
         self.atc_score = atc_score
+        self.verify_after = verify_after
         self.result: dict | None = None
 
     def _revealer(self, datamodule) -> Revealer:
@@ -120,7 +124,14 @@ class ActiveQuery(L.Callback):
         }
         budget = min(self.budget, revealer.remaining)
         choice = choose_head(
-            probs, reveal, budget, known, self.stop_at, self.error_rate, features=features
+            probs,
+            reveal,
+            budget,
+            known,
+            self.stop_at,
+            self.error_rate,
+            features=features,
+            verify_after=self.verify_after,
         )
         result = choice.to_dict()
         for query in result["queries"]:
