@@ -49,7 +49,7 @@ STUDY := $(BIN)/python experiments
 SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
 study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis, top-k, D-BAT, ERM, oracle} x 3 seeds
-	$(STUDY)/hackathon_suite.py --methods divdis topk dbat erm oracle $(SMALL_CNN)
+	$(STUDY)/hackathon_suite.py --methods divdis topk topk_low_mix dbat erm oracle $(SMALL_CNN)
 
 study-hackathon-variants: $(STAMP) ## Study: DivDis beside its options (20 epochs, self-training, transductive)
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_long divdis_self_training \
@@ -63,8 +63,8 @@ study-hackathon-wide: $(STAMP) ## Study: the overlaid-digit sets at the default 
 		--out experiments/results/hackathon_suite_wide \
 		--title "The hackathon suite: overlaid digits at the default CNN width"
 
-study-mix-rate: $(STAMP) ## Study: target accuracy against the unlabeled mix rate on mnist_cc
-	$(STUDY)/mix_rate_curve.py $(SMALL_CNN)
+study-mix-rate: $(STAMP) ## Study: target accuracy against the unlabeled mix rate (mnist_cc, low-mix set)
+	$(STUDY)/mix_rate_curve.py --datasets mnist_cc mnist_uniform_color_low_mix_rate $(SMALL_CNN)
 
 study-happyfaces: $(STAMP) ## Study: the HappyFaces benchmark (worse-head accuracy over mix rates)
 	$(STUDY)/happyfaces.py
