@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from hackrobust import dashboards
@@ -98,6 +99,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 choice["holdout_size"],
                 datamodule.label_values,
                 submission.get("default_score") or datamodule.default_score,
+                labeled_class_shares(datamodule)
+                if submission.get("class_balance_bound", True)
+                else None,
             )
             if self_training is not None:
                 report["self_training"] = self_training.summary
@@ -132,6 +136,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
     objects = {"cfg": cfg, "datamodule": datamodule, "method": method, "trainer": trainer}
     return metrics, objects | {"probs": probs}
+
+
+def labeled_class_shares(datamodule) -> np.ndarray:
+    """Each class's share of the labeled rows, in `label_values` order."""
+    classes = datamodule.to_class_index(np.asarray(datamodule.data.y_labeled))
+    return np.bincount(classes, minlength=len(datamodule.label_values)) / len(classes)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")

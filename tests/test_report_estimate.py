@@ -140,3 +140,47 @@ def test_heads_the_revealed_labels_did_not_separate_are_scored_as_one_head():
     choice["posterior"] = [0.05, 0.95]  # the same labels, but decided: the usual estimate
     decided = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
     assert decided["revealed_labels_decided"] and decided["recommendation"] == "submit"
+
+
+def colour_and_and_heads(n=800, seed=0):
+    """A balanced target of digit x colour; the label is the digit. Head 0 predicts the colour,
+    head 1 the AND of both: they disagree only where colour = 1 and digit = 0, where AND is right,
+    and both are wrong where digit = 1 and colour = 0."""
+    rng = np.random.default_rng(seed)
+    digit, colour = rng.integers(0, 2, n), rng.integers(0, 2, n)
+    predictions = np.stack([colour, digit & colour], axis=1)
+    probs = np.eye(2)[predictions] * 0.96 + 0.02
+    asked = np.flatnonzero(predictions[:, 0] != predictions[:, 1])[:5]
+    choice = {
+        "head": 1,
+        "posterior": [1e-6, 1 - 1e-6],
+        "queries": [
+            {"datum_id": int(d), "label": int(digit[d]), "information_gain": 0.1} for d in asked
+        ],
+    }
+    return choice, probs, float(np.mean(predictions[:, 1] == digit))
+
+
+def test_predicted_class_shares_bound_heads_that_are_wrong_together():
+    choice, probs, true_accuracy = colour_and_and_heads()
+    blind = build_report(choice, probs, [1.0, 1.0], 120, LABELS, 0.8)
+    assert blind["chosen_head_matches_every_revealed_label"]
+    assert blind["recommendation"] == "submit"  # every revealed label agreed with the AND head
+    report = build_report(choice, probs, [1.0, 1.0], 120, LABELS, 0.8, class_prior=[0.5, 0.5])
+    bound = report["class_balance"]["accuracy_bound"]
+    shares = np.bincount(probs[:, 1].argmax(-1), minlength=2) / len(probs)
+    assert bound == pytest.approx(1 - abs(shares[0] - 0.5), abs=1e-4)  # TV of two classes
+    assert true_accuracy <= bound + 1e-4 < 0.8  # a true bound, and below the default
+    low, high = report["estimate_interval_90"]
+    assert report["estimated_target_accuracy"] <= bound and high <= bound
+    assert report["recommendation"].startswith("keep the default")
+
+
+def test_class_shares_that_match_the_prior_leave_the_estimate_alone():
+    choice, probs, holdout_accuracy, n = shifted_run(0.0)
+    shares = np.bincount(probs[:, 1].argmax(-1), minlength=2) / len(probs)
+    plain = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8)
+    bounded = build_report(choice, probs, holdout_accuracy, n, LABELS, 0.8, class_prior=shares)
+    assert bounded["class_balance"]["accuracy_bound"] == 1.0
+    for key in ("estimated_target_accuracy", "estimate_interval_90", "recommendation"):
+        assert bounded[key] == plain[key]

@@ -31,6 +31,15 @@ separate (the chosen head's posterior below DECIDED): the heads then mostly agre
 the disagreement objective failed and they may share the spurious rule, so the rows where they
 agree are no longer held-out-like (mnist_sum at width 32, seed 0: both heads blended the two
 digits, posterior 0.53, estimated 0.996, true 0.796).
+
+Where the heads agree they can be wrong together, and no revealed label looks there. One bound
+needs no label: a head that predicts class c on a share q_c of the target rows, whose true share
+is p_c, is right on at most sum_c min(p_c, q_c) = 1 - TV(p, q) of them. Taking the labeled set's
+class shares for p (`class_prior`; the hackathon's target sets keep them), the estimate and its
+interval are capped there. Top-k on the low-mix set, seed 1: a colour head and an AND head that
+disagree only where AND is right, both wrong on every digit-1-on-colour-0 row; every revealed
+label agreed, estimated 0.975, true 0.729; the AND head predicts 1 on a quarter of the rows, not
+half, which bounds it at 0.75.
 """
 
 from __future__ import annotations
@@ -106,11 +115,14 @@ def build_report(
     holdout_size: int,
     label_values: np.ndarray,
     default_score: float,
+    class_prior: np.ndarray | None = None,
 ) -> dict:
     """The report for one run: the chosen head, the evidence, an accuracy estimate, a verdict.
 
     `choice` is the active query's result; with `holdout_scores` (the chosen head's confidence
     on each held-out row, scored as `atc_score` says) the target accuracy is estimated by ATC.
+    `class_prior` (each class's share, in `label_values` order) caps the estimate at the
+    accuracy the chosen head's predicted class shares allow (module docstring); None: no cap.
     """
     head = choice["head"]
     predicted = label_values[probs.argmax(-1)]  # (N, H)
@@ -187,6 +199,20 @@ def build_report(
             else f"revealed labels only: they did not decide between the heads (posterior "
             f"{choice['posterior'][head]:.3f} < {DECIDED})"
         )
+    balance = {}
+    if class_prior is not None:
+        shares = np.bincount(probs[:, head].argmax(-1), minlength=len(label_values)) / len(probs)
+        bound = 1 - 0.5 * float(np.abs(shares - np.asarray(class_prior, float)).sum())
+        balance = {
+            "class_balance": {
+                "predicted_shares": shares.round(4).tolist(),
+                "labeled_shares": np.round(class_prior, 4).tolist(),
+                "accuracy_bound": round(bound, 4),
+            }
+        }
+        if point > bound:
+            basis += "; capped by the chosen head's predicted class shares"
+        point, interval = min(point, bound), (min(interval[0], bound), min(interval[1], bound))
     submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": head,
@@ -208,6 +234,7 @@ def build_report(
         "estimated_target_accuracy": round(point, 4),
         "estimate_interval_90": [round(interval[0], 4), round(interval[1], 4)],
         "estimate_basis": basis,
+        **balance,
         "default_score": default_score,
         "chosen_head_matches_every_revealed_label": consistent,
         "revealed_labels_decided": bool(decided),
