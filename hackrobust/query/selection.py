@@ -109,7 +109,8 @@ def choose_head(
     random_order = iter(rng.permutation(len(probs)))
     patterns = probs.argmax(-1)  # (N, H) each head's prediction
     disagree = (patterns != patterns[:, :1]).any(axis=1)
-    nested = _nested(patterns[disagree])
+    pattern_of_row = np.unique(patterns, axis=0, return_inverse=True)[1].reshape(-1)
+    nested = _nested(pattern_of_row[disagree])
     for _ in range(budget):
         if n_heads == 1:
             # Nothing to choose: a random sample at least measures the one head's accuracy.
@@ -121,7 +122,9 @@ def choose_head(
             gain = expected_information_gain(likelihood, posterior)
             gain[list(asked)] = -np.inf
             verify = nested and posterior.max() >= verify_after
-            picked = _verification_pick(patterns, disagree, sorted(asked), rng) if verify else None
+            picked = (
+                _verification_pick(pattern_of_row, disagree, sorted(asked), rng) if verify else None
+            )
             datum_id = picked if picked is not None else _spread_pick(gain, features, sorted(asked))
         asked.add(datum_id)
         posterior = update(datum_id, reveal(datum_id), float(gain[datum_id]))
@@ -130,16 +133,15 @@ def choose_head(
     return choice
 
 
-def _nested(disagreements: np.ndarray) -> bool:
-    """Whether (nearly) every disagreement row shows one pattern of head predictions."""
-    if len(disagreements) == 0:
+def _nested(disagreement_patterns: np.ndarray) -> bool:
+    """Whether (nearly) every disagreement row shows one pattern (ids) of head predictions."""
+    if len(disagreement_patterns) == 0:
         return False
-    _, counts = np.unique(disagreements, axis=0, return_counts=True)
-    return counts.max() >= NESTED_SHARE * len(disagreements)
+    return np.bincount(disagreement_patterns).max() >= NESTED_SHARE * len(disagreement_patterns)
 
 
 def _verification_pick(
-    patterns: np.ndarray, disagree: np.ndarray, asked: list[int], rng: np.random.Generator
+    pattern_of_row: np.ndarray, disagree: np.ndarray, asked: list[int], rng: np.random.Generator
 ) -> int | None:
     """A random unasked row where the heads disagree, of the least-asked disagreement pattern.
 
@@ -149,13 +151,12 @@ def _verification_pick(
     open_rows[asked] = False
     if not open_rows.any():
         return None
-    kinds, kind_of_row = np.unique(patterns, axis=0, return_inverse=True)
-    kind_of_row = kind_of_row.reshape(-1)
-    asked_per_kind = np.bincount(kind_of_row[asked], minlength=len(kinds)) if asked else 0
-    available = np.bincount(kind_of_row[open_rows], minlength=len(kinds)) > 0
-    times = np.where(available, asked_per_kind, np.iinfo(np.int64).max)
-    kind = int(np.argmin(times))  # ties: the first pattern
-    return int(rng.choice(np.flatnonzero(open_rows & (kind_of_row == kind))))
+    n_patterns = pattern_of_row.max() + 1
+    asked_per_pattern = np.bincount(pattern_of_row[asked], minlength=n_patterns)
+    available = np.bincount(pattern_of_row[open_rows], minlength=n_patterns) > 0
+    times = np.where(available, asked_per_pattern, np.iinfo(np.int64).max)
+    pattern = int(np.argmin(times))  # ties: the first pattern
+    return int(rng.choice(np.flatnonzero(open_rows & (pattern_of_row == pattern))))
 
 
 def _spread_pick(gain: np.ndarray, features: np.ndarray | None, asked: list[int]) -> int:
