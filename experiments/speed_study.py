@@ -8,8 +8,9 @@ runs in its own subprocess so peak memory is its own. Reported: median epoch tim
 epoch left out), samples per second, the Lightning / plain ratio, and peak memory (RSS on CPU,
 allocated memory on CUDA). Both keep freed host memory as `python -m hackrobust.train` does
 (`host_memory_cache`, hackrobust/allocator.py); a third row runs Lightning on malloc's defaults
-(`host_memory_cache=null`) to show what that setting is worth. Writes experiments/results/speed_study.md; real MNIST from
-$HACKROBUST_DATA_DIR, or `--offline` for the bundled digits.
+(`host_memory_cache=null`) to show what that setting is worth. Writes
+experiments/results/speed_study.md; real MNIST from $HACKROBUST_DATA_DIR, or `--offline` for the
+bundled digits.
 """
 
 from __future__ import annotations
