@@ -48,12 +48,12 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 STUDY := $(BIN)/python experiments
 SMALL_CNN := --extra trainer.enable_progress_bar=false model.cnn_width=16
 
-study-hackathon: $(STAMP) ## Study: every MNIST set x {DivDis, top-k, D-BAT, ERM, oracle} x 3 seeds
+study-hackathon: $(STAMP) ## Study: every generated hackathon set x {DivDis, top-k, D-BAT, ERM, oracle} x 3 seeds
 	$(STUDY)/hackathon_suite.py --methods divdis topk topk_low_mix dbat erm oracle $(SMALL_CNN)
 
 study-hackathon-variants: $(STAMP) ## Study: DivDis beside its options (20 epochs, self-training, transductive)
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_long divdis_self_training \
-		divdis_long_self_training divdis_transductive $(SMALL_CNN) \
+		divdis_long_self_training divdis_transductive --datasets mnist $(SMALL_CNN) \
 		--out experiments/results/hackathon_suite_divdis_variants \
 		--title "The hackathon suite: DivDis and its options"
 

@@ -17,3 +17,21 @@ def test_speed_study_reports_the_ratio_and_the_allocator_row(tmp_path):
     ratio = float(table.split("**Lightning / plain epoch time: ")[1].split("**")[0])
     assert ratio > 0
     assert "host_memory_cache=null" in table
+
+
+def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
+    out = tmp_path / "suite"
+    command = [sys.executable, str(EXPERIMENTS / "hackathon_suite.py"), "--methods", "erm"]
+    command += ["--seeds", "0", "--offline", "--out", str(out)]
+    subprocess.run([*command, "--datasets", "toy"], check=True, capture_output=True, timeout=600)
+    table = out.with_suffix(".md").read_text()
+    assert "| toy | erm |" in table
+    assert "![score earned per dataset and method](suite.png)" in table
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "Not run yet" not in table
+
+    grouped = [*command, "--datasets", "toy", "mnist", "--table-only"]
+    subprocess.run(grouped, check=True, capture_output=True, timeout=600)
+    missing = out.with_suffix(".md").read_text().split("Not run yet")[1]
+    assert "mnist_cc erm seed 0" in missing and "mnist_embed_456 erm seed 0" in missing
+    assert "vehicle_animal" not in missing
