@@ -184,3 +184,29 @@ def test_class_shares_that_match_the_prior_leave_the_estimate_alone():
     assert bounded["class_balance"]["accuracy_bound"] == 1.0
     for key in ("estimated_target_accuracy", "estimate_interval_90", "recommendation"):
         assert bounded[key] == plain[key]
+
+
+def test_heads_not_told_apart_are_scored_from_the_revealed_labels_even_after_a_miss():
+    # Two heads agreeing on 93% of the rows, posterior 0.8 (< DECIDED), the chosen head right on
+    # 3 of 5 revealed labels: the agreement region is not held-out-like, so the held-out
+    # accuracy (0.92) must not carry the estimate; the revealed labels alone do: Beta(4, 3).
+    rng = np.random.default_rng(0)
+    n = 1000
+    head0 = rng.integers(0, 2, n)
+    head1 = np.where(np.arange(n) < 70, 1 - head0, head0)
+    probs = np.stack([np.eye(2)[head0], np.eye(2)[head1]], axis=1) * 0.9 + 0.05
+    truth = [head0[0], 1 - head0[1], head0[2], 1 - head0[3], head0[4]]
+    choice = {
+        "head": 0,
+        "posterior": [0.8, 0.2],
+        "queries": [
+            {"datum_id": d, "label": int(y), "information_gain": 0.1} for d, y in enumerate(truth)
+        ],
+    }
+    report = build_report(choice, probs, [0.92, 0.9], 120, LABELS, 0.5)
+    assert report["head_agreement_with_revealed"][0] == 0.6
+    assert report["estimate_basis"].startswith("revealed labels only")
+    assert report["estimated_target_accuracy"] == pytest.approx(4 / 7, abs=1e-4)
+    low, high = report["estimate_interval_90"]
+    assert low < 0.5 < 0.64 < high < 0.92
+    assert report["recommendation"] == "keep the default (do not submit)"
