@@ -99,16 +99,23 @@ ONLY_ON = {
 RESULTS = Path(__file__).parent / "results"
 
 
-def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir: Path) -> dict:
-    """One training run; returns its metrics, report and the overrides that made it."""
+def overrides_for(
+    method: str, dataset: str, seed: int, extra: list[str], offline: bool
+) -> list[str]:
+    """The `hackrobust.train` overrides of one run of the suite."""
     study = Path(sys.argv[0]).stem  # W&B groups the runs of one study (with logger=wandb)
     selects = VARIANTS.get(method, [f"method={method}"])
-    overrides = [*selects, f"dataset={dataset}", f"seed={seed}", f"study={study}"]
-    overrides += args.extra
+    overrides = [*selects, f"dataset={dataset}", f"seed={seed}", f"study={study}", *extra]
     if method not in SINGLE_HEAD | CEILINGS:
         overrides.append("query=oracle")
-    if args.offline and OFFLINE.get(dataset, "digits"):
+    if offline and OFFLINE.get(dataset, "digits"):
         overrides.append(f"dataset.source={OFFLINE.get(dataset, 'digits')}")
+    return overrides
+
+
+def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir: Path) -> dict:
+    """One training run; returns its metrics, report and the overrides that made it."""
+    overrides = overrides_for(method, dataset, seed, args.extra, args.offline)
     run_dir = log_dir / f"{dataset}-{method}-{seed}"
     command = [sys.executable, "-m", "hackrobust.train", *overrides, f"hydra.run.dir={run_dir}"]
     start = time.time()

@@ -1,5 +1,6 @@
 """Studies that run in seconds on the bundled stand-ins: they write the table they promise."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,23 @@ def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
     missing = out.with_suffix(".md").read_text().split("Not run yet")[1]
     assert "mnist_cc erm seed 0" in missing and "mnist_embed_456 erm seed 0" in missing
     assert "vehicle_animal" not in missing
+
+
+def _suite_module():
+    spec = importlib.util.spec_from_file_location("suite", EXPERIMENTS / "hackathon_suite.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ceilings_count_as_blind_submissions_and_never_query():
+    suite = _suite_module()
+    abstained = {"recommendation": "keep the default (do not submit)", "labels_revealed": 5}
+    record = {"method": "oracle_4x", "metrics": {"target/final_acc": 0.97}, "report": abstained}
+    assert suite.decision_score(record, 0.8) == (True, 0.97)
+    assert suite.decision_score(record | {"method": "divdis"}, 0.8) == (False, 0.8)
+    assert suite.default_score("humans") == 0.5 and suite.default_score("mnist_cc") == 0.8
+    for ceiling in suite.CEILINGS:
+        overrides = suite.overrides_for(ceiling, "mnist_sum_bis", 0, [], offline=False)
+        assert "method=erm" in overrides and "query=oracle" not in overrides
+    assert "query=oracle" in suite.overrides_for("divdis", "mnist_cc", 0, [], offline=False)
