@@ -7,11 +7,12 @@ Runs `python -m hackrobust.train method=<m> dataset=<d> seed=<s> query=oracle` f
 (multi-head methods spend at most 5 labels from the generated answer key through the same
 budget-and-ledger code as the API; ERM spends none), one run at a time. Each finished run is
 appended to `<out>.jsonl`, so an interrupted study resumes where it stopped (`--fresh` starts over).
-`--datasets` takes names or the groups "mnist" (the ten MNIST sets) and "all" (those and
-the two hard image sets, vehicle_animal and humans: default 0.5). The Markdown table goes to
-`<out>.md`, a dot plot of the scores earned to `<out>.png`: per dataset and method, the target accuracy of the head
-the run submits (mean ± std and min over seeds), labels spent, how many runs the report said to
-submit, and the score those decisions earn against the default of not submitting.
+`--datasets` takes names or the groups "mnist" (the ten MNIST sets) and "all" (those and the
+two hard image sets, vehicle_animal and humans, where the default is 0.5). The Markdown table
+goes to `<out>.md`: per dataset and method, the target accuracy of the head the run submits
+(mean ± std and min over seeds), labels spent, how many runs the report said to submit, and the
+score those decisions earn against the default of not submitting; a dot plot of that score to
+`<out>.png`.
 Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training" adds
 `self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`,
 "divdis_long" trains 20 epochs (twice the default), "divdis_long_self_training" both;
@@ -39,17 +40,10 @@ from pathlib import Path
 import numpy as np
 
 MNIST = [
-    "mnist_cc",
-    "mnist_constant_image",
-    "mnist_constant_image_random_row",
-    "mnist_uniform_color_random_row",
-    "mnist_uniform_color_low_mix_rate",
-    "mnist_sum",
-    "mnist_sum_bis",
-    "mnist_sum_noise_level",
-    "mnist_embed",
-    "mnist_embed_456",
-]
+    "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
+    "mnist_uniform_color_random_row", "mnist_uniform_color_low_mix_rate", "mnist_sum",
+    "mnist_sum_bis", "mnist_sum_noise_level", "mnist_embed", "mnist_embed_456",
+]  # fmt: skip
 HARD = ["vehicle_animal", "humans"]  # not submitting scores 0.5 there, 0.8 elsewhere
 DATASET_GROUPS = {"mnist": MNIST, "all": MNIST + HARD}
 OFFLINE = {"vehicle_animal": "synthetic", "humans": "synthetic", "toy": None}
@@ -57,19 +51,12 @@ SINGLE_HEAD = {"erm", "group_dro", "jtt", "dfr", "logit_adjustment"}
 # Names in --methods that stand for more than `method=<name>`. The oracle is the ceiling, not
 # a method: ERM on the same model and labeled-set size, with labels made unambiguous (half the
 # labeled rows decorrelated, as in the target set).
+ORACLE = ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"]
 VARIANTS = {
-    "oracle": ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"],
+    "oracle": ORACLE,
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
-    "oracle_4x": [
-        "method=erm",
-        "+dataset.generator.labeled_mix_rate=0.5",
-        "dataset.generator.n_labeled=4800",
-    ],
-    "oracle_16x": [
-        "method=erm",
-        "+dataset.generator.labeled_mix_rate=0.5",
-        "dataset.generator.n_labeled=19200",
-    ],
+    "oracle_4x": [*ORACLE, "dataset.generator.n_labeled=4800"],
+    "oracle_16x": [*ORACLE, "dataset.generator.n_labeled=19200"],
     "divdis_self_training": ["method=divdis", "self_training=pseudo_label"],
     "divdis_transductive": ["method=divdis", "dataset.unlabeled_with_target=true"],
     # Twice the default epochs: on mnist_sum the heads were still separating at epoch 10.
