@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
-	study-mix-rate study-happyfaces study-hierarchical study-speed study-erm study-attributions
+	study-hackathon-topk study-mix-rate study-happyfaces study-hierarchical study-speed study-erm \
+	study-attributions
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +63,11 @@ study-hackathon-wide: $(STAMP) ## Study: the overlaid-digit sets at the default 
 		--extra trainer.enable_progress_bar=false model.cnn_width=32 \
 		--out experiments/results/hackathon_suite_wide \
 		--title "The hackathon suite: overlaid digits at the default CNN width"
+
+study-hackathon-topk: $(STAMP) ## Study: top-k pooled against one quota per kind of disagreement
+	$(STUDY)/hackathon_suite.py --methods topk topk_per_assignment --datasets mnist $(SMALL_CNN) \
+		--out experiments/results/hackathon_suite_topk_variants \
+		--title "The hackathon suite: top-k, pooled or one quota per kind of disagreement"
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \

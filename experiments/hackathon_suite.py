@@ -16,8 +16,9 @@ score those decisions earn against the default of not submitting; a dot plot of 
 Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training" adds
 `self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`,
 "divdis_long" trains 20 epochs (twice the default), "divdis_long_self_training" both;
-"topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on
-the low-mix set only (ONLY_ON); "oracle" is the ceiling, ERM with the labeled set's labels made
+"topk_per_assignment" gives each kind of disagreement its own quota; "topk_low_mix" is top-k
+set up for an unlabeled set with few decorrelated rows, and runs on the low-mix set only
+(ONLY_ON); "oracle" is the ceiling, ERM with the labeled set's labels made
 unambiguous, and "oracle_4x" / "oracle_16x" the same with 4 and 16 times as many labeled rows
 (on mnist_sum_bis only, where the oracle stays below 0.98).
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
@@ -66,6 +67,8 @@ VARIANTS = {
         "trainer.max_epochs=20",
         "self_training=pseudo_label",
     ],
+    # Top-k with one quota per kind of disagreement, at the default rate and epochs.
+    "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
     # kind of disagreement (else an AND and an OR head), and 20 epochs for the digit head.
     "topk_low_mix": [
