@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import commit_id
+from hackathon_suite import commit_id, default_score
 
 DATASETS = [
     "toy", "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
@@ -65,7 +65,7 @@ def main() -> None:
             runs = [run(dataset, s, args.extra, args.offline, Path(log_dir)) for s in args.seeds]
             accs = np.array([r["target/final_acc"] for r in runs])
             worst = np.array([r["target/final_worst_group_acc"] for r in runs])
-            default = 0.5 if dataset in ("vehicle_animal", "humans") else 0.8
+            default = default_score(dataset)
             rows.append(
                 f"| {dataset} | {accs.mean():.3f} ± {accs.std():.3f} | {worst.mean():.3f} | "
                 f"{default} | {np.mean([r['seconds'] for r in runs]):.0f} |"
