@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from hackrobust.data.datamodule import UNKNOWN, HackathonDataModule
 from hackrobust.data.in_memory import TensorDict
 from hackrobust.methods import ERM
+from hackrobust.pretrain import trunks_of
 from hackrobust.query.callback import target_probabilities
 from hackrobust.query.report import confidence
 
@@ -99,12 +100,14 @@ def self_train(
     choice: dict | None,
     keep_fraction: float = 0.8,
     rounds: int = 1,
+    trunk_state: dict | None = None,
 ) -> SelfTrainingResult:
     """Train `rounds` students in turn, each on the previous one's pseudo-labels.
 
     `choice` is the active query's result (None without a query). If the student passes its
     checks, the result's probabilities and choice are the student's in the chosen head's place
     (its held-out accuracy and confidences too); otherwise they are the ones given.
+    `trunk_state`: the pretrained trunk's weights (`pretrain=...`), which each student starts from.
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
@@ -125,7 +128,7 @@ def self_train(
         train_set = pseudo_labeled_set(
             datamodule, current_unlabeled, current_target, keep_fraction, list(revealed)
         )
-        student = _fit_student(cfg, datamodule, train_set)
+        student = _fit_student(cfg, datamodule, train_set, trunk_state)
         current_target = target_probabilities(student, target_x)[:, 0]
         current_unlabeled = target_probabilities(student, unlabeled_x)[:, 0]
         log.info("Self-training round %d: %d training rows", round_ + 1, len(train_set))
@@ -168,9 +171,13 @@ def self_train(
 
 
 def _fit_student(
-    cfg: DictConfig, datamodule: HackathonDataModule, train_set: TensorDict
+    cfg: DictConfig,
+    datamodule: HackathonDataModule,
+    train_set: TensorDict,
+    trunk_state: dict | None = None,
 ) -> L.LightningModule:
-    """A one-head ERM model with the run's model, optimizer and trainer settings, from scratch.
+    """A one-head ERM model with the run's model, optimizer and trainer settings, from scratch
+    (or from `trunk_state`, the pretrained trunk, when the run pretrained one).
 
     It trains for the run's epochs and keeps the last; no logger (the run's is the teacher's).
     """
@@ -182,6 +189,8 @@ def _fit_student(
         num_classes=datamodule.num_classes,
         num_heads=1,
     )
+    if trunk_state is not None:
+        trunks_of(student.net)[0].load_state_dict(trunk_state)
     student_data = copy.copy(datamodule)
     student_data.train_set = train_set
     student_data.with_unlabeled = False

@@ -21,6 +21,7 @@ from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, write_outputs
+from hackrobust.pretrain import pretrain_trunk, trunk_state
 from hackrobust.query import ActiveQuery
 from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.self_training import self_train
@@ -59,6 +60,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         group_names=datamodule.group_names if datamodule.data.has_answer_key else None,
     )
     datamodule.with_unlabeled = method.uses_unlabeled
+    pretrained, pretrained_trunk = None, None
+    if cfg.get("pretrain"):
+        pretrained = pretrain_trunk(cfg, datamodule, method.net, **cfg.pretrain)
+        pretrained_trunk = trunk_state(method.net)
 
     callbacks = instantiate_entries(cfg.get("callbacks"))
     if cfg.get("query") and cfg.query.get("callback"):
@@ -71,6 +76,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     try:
         trainer.fit(method, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if pretrained:
+            metrics["pretrain/loss"] = pretrained["loss"]
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         probs = predict_target(trainer, method, datamodule, ckpt_path=best or None)
         head = int(method.chosen_head)
@@ -78,7 +85,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         choice = query.result if query is not None else None
         self_training = None
         if cfg.get("self_training"):
-            self_training = self_train(cfg, datamodule, method, probs, choice, **cfg.self_training)
+            self_training = self_train(
+                cfg,
+                datamodule,
+                method,
+                probs,
+                choice,
+                **cfg.self_training,
+                trunk_state=pretrained_trunk,
+            )
             probs, choice = self_training.probs, self_training.choice
             metrics["self_training/holdout_acc"] = self_training.summary["holdout_accuracy"]
             metrics["self_training/used"] = float(self_training.summary["used"])

@@ -26,6 +26,7 @@ GROUP_OPTIONS = [
         "experiment",
         "hparams_search",
         "self_training",
+        "pretrain",
     )
     for option in options(group)
 ]
