@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
-	study-hackathon-topk study-mix-rate study-happyfaces study-hierarchical study-speed study-erm \
-	study-attributions
+	study-hackathon-topk study-hackathon-pretrained study-mix-rate study-happyfaces \
+	study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -68,6 +68,12 @@ study-hackathon-topk: $(STAMP) ## Study: top-k pooled against one quota per kind
 	$(STUDY)/hackathon_suite.py --methods topk topk_per_assignment --datasets mnist $(SMALL_CNN) \
 		--out experiments/results/hackathon_suite_topk_variants \
 		--title "The hackathon suite: top-k, pooled or one quota per kind of disagreement"
+
+study-hackathon-pretrained: $(STAMP) ## Study: DivDis from a trunk pretrained as an autoencoder
+	$(STUDY)/hackathon_suite.py --methods divdis divdis_pretrained divdis3_pretrained \
+		--datasets mnist_sum mnist_sum_bis $(SMALL_CNN) \
+		--out experiments/results/hackathon_suite_pretrained \
+		--title "The hackathon suite: DivDis from a trunk pretrained on the set's own inputs"
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \

@@ -16,7 +16,10 @@ score those decisions earn against the default of not submitting; a dot plot of 
 Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training" adds
 `self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`,
 "divdis_long" trains 20 epochs (twice the default), "divdis_long_self_training" both;
-"topk_per_assignment" gives each kind of disagreement its own quota; "topk_low_mix" is top-k
+"topk_per_assignment" gives each kind of disagreement its own quota;
+"divdis_pretrained" starts from a trunk pretrained as a denoising autoencoder on the set's own
+inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads (on
+mnist_sum_bis only, the set with three features); "topk_low_mix" is top-k
 set up for an unlabeled set with few decorrelated rows, and runs on the low-mix set only
 (ONLY_ON); "oracle" is the ceiling, ERM with the labeled set's labels made
 unambiguous, and "oracle_4x" / "oracle_16x" the same with 4 and 16 times as many labeled rows
@@ -67,6 +70,10 @@ VARIANTS = {
         "trainer.max_epochs=20",
         "self_training=pseudo_label",
     ],
+    # The trunk first pretrained as a denoising autoencoder on the set's own inputs; two heads,
+    # and one per feature of mnist_sum_bis.
+    "divdis_pretrained": ["method=divdis", "pretrain=autoencoder"],
+    "divdis3_pretrained": ["method=divdis", "method.num_heads=3", "pretrain=autoencoder"],
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
@@ -85,6 +92,7 @@ ONLY_ON = {
     "topk_low_mix": {"mnist_uniform_color_low_mix_rate"},
     "oracle_4x": {"mnist_sum_bis"},
     "oracle_16x": {"mnist_sum_bis"},
+    "divdis3_pretrained": {"mnist_sum_bis"},  # the one set with three features
 }
 RESULTS = Path(__file__).parent / "results"
 
