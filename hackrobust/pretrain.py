@@ -116,9 +116,15 @@ def trunks_of(net: nn.Module) -> list[nn.Module]:
 
 def all_inputs(datamodule) -> torch.Tensor:
     """Every input the run has: labeled (training and held-out), unlabeled and target rows."""
-    sets = (datamodule.train_set, datamodule.holdout_set, datamodule.unlabeled_set,
-            datamodule.target_set)  # fmt: skip
-    return torch.cat([s.tensors["x"] for s in sets if s is not None and len(s)])
+    names = ("train_set", "holdout_set", "unlabeled_set", "target_set")
+    sets = [getattr(datamodule, name, None) for name in names]
+    inputs = [s.tensors["x"] for s in sets if isinstance(s, TensorDict) and len(s)]
+    if not inputs:
+        raise ValueError(
+            f"pretrain=autoencoder reads the in-memory inputs of a hackathon dataset; "
+            f"{type(datamodule).__name__} has none (drop pretrain for this dataset)"
+        )
+    return torch.cat(inputs)
 
 
 def pretrain_trunk(

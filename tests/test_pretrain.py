@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hackrobust import self_training
-from hackrobust.pretrain import decoder_for, pretrain_trunk, trunk_state, trunks_of
+from hackrobust.pretrain import all_inputs, decoder_for, pretrain_trunk, trunk_state, trunks_of
 from hackrobust.train import train
 
 from helpers import compose_train, offline_overrides
@@ -24,9 +24,11 @@ def test_the_decoder_rebuilds_every_input_shape_from_a_small_grid(shape):
     assert sum(p.numel() for p in decoder.parameters()) < 1_500_000
 
 
-def test_a_model_without_a_trunk_is_refused_with_the_models_to_use():
+def test_a_model_without_a_trunk_or_data_without_inputs_is_refused_clearly():
     with pytest.raises(ValueError, match="needs a model with a `trunk`.*model=auto"):
         trunks_of(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="in-memory inputs of a hackathon dataset.*drop pretrain"):
+        all_inputs(object())
 
 
 def _setup(overrides, tmp_path):
