@@ -71,7 +71,7 @@ study-hackathon-topk: $(STAMP) ## Study: top-k pooled against one quota per kind
 
 study-hackathon-pretrained: $(STAMP) ## Study: DivDis from a trunk pretrained as an autoencoder
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_pretrained divdis3_pretrained \
-		--datasets mnist_sum mnist_sum_bis $(SMALL_CNN) \
+		--datasets mnist $(SMALL_CNN) \
 		--out experiments/results/hackathon_suite_pretrained \
 		--title "The hackathon suite: DivDis from a trunk pretrained on the set's own inputs"
 

@@ -8,7 +8,8 @@ only what the labeled set's correlated label needs.
 
 Why: on `mnist_sum_bis` (three overlaid digits) a trunk trained from scratch on the correlated
 labeled rows learns one blend of the three digits, and every head reads that blend (0.85).
-Started from the autoencoder, DivDis gave one head the first digit (seed 0: 0.93). The hackathon
+Started from the autoencoder, DivDis gave one head the first digit (0.926 to 0.946 over 3
+seeds), and on `mnist_sum` the heads separated within 10 epochs (0.983 to 0.988). The hackathon
 forbids pretrained models and training on other datasets; this trains on the exercise's own
 inputs only, which its rules allow ("it is allowed to look at the target set").
 """
