@@ -73,7 +73,8 @@ study-hackathon-pretrained: $(STAMP) ## Study: DivDis from a trunk pretrained as
 	$(STUDY)/hackathon_suite.py --methods divdis divdis_pretrained divdis3_pretrained \
 		--datasets mnist $(SMALL_CNN) \
 		--out experiments/results/hackathon_suite_pretrained \
-		--title "The hackathon suite: DivDis from a trunk pretrained on the set's own inputs"
+		--title "The hackathon suite: DivDis from a trunk pretrained on the set's own inputs" \
+		--note "The divdis rows are the main suite's runs (make study-hackathon), copied here beside the others."
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \
