@@ -44,10 +44,24 @@ def _setup(overrides, tmp_path):
     return cfg, datamodule, method
 
 
-def test_pretraining_lowers_the_reconstruction_error_and_starts_every_member_alike(tmp_path):
-    overrides = [*offline_overrides("mnist_cc", tmp_path), "method=dbat", "model.cnn_width=8"]
+@pytest.mark.parametrize(
+    ("dataset", "method_name"),
+    [
+        ("mnist_cc", "dbat"),  # two members, each with its trunk
+        ("mnist_constant_image_random_row", "divdis"),  # a trunk symmetrised over the halves
+        ("mnist_embed", "divdis"),  # vectors: an MLP trunk
+    ],
+)
+def test_pretraining_lowers_the_reconstruction_error_and_starts_every_trunk_alike(
+    dataset, method_name, tmp_path
+):
+    overrides = [
+        *offline_overrides(dataset, tmp_path),
+        f"method={method_name}",
+        "model.cnn_width=8",
+    ]
     cfg, datamodule, method = _setup(overrides, tmp_path)
-    first, second = trunks_of(method.net)
+    first, *others = trunks_of(method.net)
     before = {k: v.clone() for k, v in first.state_dict().items()}
 
     summary = pretrain_trunk(cfg, datamodule, method.net, epochs=6)
@@ -59,8 +73,9 @@ def test_pretraining_lowers_the_reconstruction_error_and_starts_every_member_ali
     assert len(losses) == 6 and losses[-1] < 0.8 * losses[0]
     after = first.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    for name, value in second.state_dict().items():  # D-BAT's members all start from it
-        assert torch.equal(value, after[name])
+    for trunk in others:  # D-BAT's members all start from it
+        for name, value in trunk.state_dict().items():
+            assert torch.equal(value, after[name])
 
 
 def test_a_run_pretrains_the_trunk_and_the_student_starts_from_it(tmp_path, monkeypatch):
