@@ -21,7 +21,6 @@ import logging
 import math
 from collections.abc import Sequence
 
-import hydra
 import lightning as L
 import torch
 from omegaconf import DictConfig
@@ -29,6 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hackrobust.data.in_memory import TensorDict, pass_through
+from hackrobust.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +155,7 @@ def pretrain_trunk(
     loader = DataLoader(
         TensorDict(x=inputs), batch_size=batch_size, shuffle=True, collate_fn=pass_through
     )
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        max_epochs=epochs,
-        logger=False,
-        callbacks=[],
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
+    trainer = side_trainer(cfg, max_epochs=epochs)
     trainer.fit(autoencoder, train_dataloaders=loader)
     for trunk in trunks[1:]:
         trunk.load_state_dict(trunks[0].state_dict())

@@ -31,6 +31,7 @@ from hackrobust.methods import ERM
 from hackrobust.pretrain import trunks_of
 from hackrobust.query.callback import target_probabilities
 from hackrobust.query.report import confidence
+from hackrobust.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
 
@@ -194,13 +195,5 @@ def _fit_student(
     student_data = copy.copy(datamodule)
     student_data.train_set = train_set
     student_data.with_unlabeled = False
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        logger=False,
-        callbacks=[],
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    trainer.fit(student, datamodule=student_data)
+    side_trainer(cfg).fit(student, datamodule=student_data)
     return student
