@@ -37,6 +37,22 @@ def compose_train(overrides: list[str], output_dir: Path) -> DictConfig:
     return cfg
 
 
+def build_run(overrides: list[str], output_dir: Path) -> tuple[DictConfig, object, object]:
+    """The composed config, its set-up datamodule and its method, built as `train` builds them."""
+    import hydra
+
+    cfg = compose_train(overrides, output_dir)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    method = hydra.utils.instantiate(
+        cfg.method,
+        model=hydra.utils.instantiate(cfg.model),
+        input_shape=datamodule.input_shape,
+        num_classes=datamodule.num_classes,
+    )
+    return cfg, datamodule, method
+
+
 # The offline stand-in of each real image source.
 OFFLINE_SOURCE = {"mnist": "digits", "cifar": "synthetic", "smiles": "synthetic"}
 

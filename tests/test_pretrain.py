@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hydra
 import pytest
 import torch
 from torch import nn
@@ -11,7 +10,7 @@ from hackrobust import self_training
 from hackrobust.pretrain import all_inputs, decoder_for, pretrain_trunk, trunk_state, trunks_of
 from hackrobust.train import train
 
-from helpers import compose_train, offline_overrides
+from helpers import build_run, compose_train, offline_overrides
 
 
 @pytest.mark.parametrize(
@@ -31,19 +30,6 @@ def test_a_model_without_a_trunk_or_data_without_inputs_is_refused_clearly():
         all_inputs(object())
 
 
-def _setup(overrides, tmp_path):
-    cfg = compose_train([*overrides, "logger=none"], tmp_path)
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
-    method = hydra.utils.instantiate(
-        cfg.method,
-        model=hydra.utils.instantiate(cfg.model),
-        input_shape=datamodule.input_shape,
-        num_classes=datamodule.num_classes,
-    )
-    return cfg, datamodule, method
-
-
 @pytest.mark.parametrize(
     ("dataset", "method_name"),
     [
@@ -60,7 +46,7 @@ def test_pretraining_lowers_the_reconstruction_error_and_starts_every_trunk_alik
         f"method={method_name}",
         "model.cnn_width=8",
     ]
-    cfg, datamodule, method = _setup(overrides, tmp_path)
+    cfg, datamodule, method = build_run(overrides, tmp_path)
     first, *others = trunks_of(method.net)
     before = {k: v.clone() for k, v in first.state_dict().items()}
 
@@ -107,7 +93,7 @@ def test_a_run_pretrains_the_trunk_and_the_student_starts_from_it(tmp_path, monk
 
 def test_the_student_starts_from_the_given_trunk(tmp_path):
     overrides = [*offline_overrides("toy", tmp_path), "trainer.max_epochs=0"]
-    cfg, datamodule, method = _setup(overrides, tmp_path)
+    cfg, datamodule, method = build_run(overrides, tmp_path)
     state = {k: torch.full_like(v, 0.5) for k, v in trunk_state(method.net).items()}
     student = self_training._fit_student(cfg, datamodule, datamodule.train_set, state)
     for name, value in trunks_of(student.net)[0].state_dict().items():

@@ -10,7 +10,7 @@ import pytest
 from hackrobust.submission import SubmissionExistsError, read_submission
 from hackrobust.train import train
 
-from helpers import compose_train, offline_overrides, options
+from helpers import build_run, compose_train, offline_overrides, options
 
 # Hackathon datasets made by a generator (the hierarchical ones have their own tests).
 # Real data only (happyfaces: tests/test_happyfaces.py runs it on fake archives).
@@ -36,17 +36,8 @@ def test_every_dataset_is_offered():
 @pytest.mark.parametrize("dataset", GENERATED)
 def test_compose_and_step_every_dataset_method(dataset, method, tmp_path):
     """Every dataset x method config builds; the method takes a training step on the data."""
-    import hydra
-
-    cfg = compose_train([*offline_overrides(dataset, tmp_path), f"method={method}"], tmp_path)
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
-    module = hydra.utils.instantiate(
-        cfg.method,
-        model=hydra.utils.instantiate(cfg.model),
-        input_shape=datamodule.input_shape,
-        num_classes=datamodule.num_classes,
-    )
+    overrides = [*offline_overrides(dataset, tmp_path), f"method={method}"]
+    _, datamodule, module = build_run(overrides, tmp_path)
     datamodule.with_unlabeled = module.uses_unlabeled
     batch = {name: next(iter(loader)) for name, loader in datamodule.train_dataloader().items()}
     loss, logits, _ = module.compute_loss(batch)
