@@ -17,6 +17,28 @@ def test_small_cnn_takes_every_image_shape(shape, heads):
     assert net(torch.rand(4, *shape)).shape == (4, heads, 3)
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 28, 56), (3, 32, 64)])
+def test_small_cnn_with_three_blocks(shape):
+    net = small_cnn(shape, num_classes=2, num_heads=2, width=8, blocks=3, pool=(3, 3))
+    convs = [m for m in net.trunk.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32, 32]
+    assert net(torch.rand(4, *shape)).shape == (4, 2, 2)
+
+
+def test_small_cnn_rejects_blocks_the_image_cannot_take():
+    with pytest.raises(ValueError, match="fewer blocks"):
+        small_cnn((1, 8, 8), num_classes=2, blocks=4)
+    with pytest.raises(ValueError, match="at least one"):
+        small_cnn((1, 28, 28), num_classes=2, blocks=0)
+
+
+def test_auto_cnn_blocks():
+    net = auto((1, 28, 28), 2, cnn_width=8, cnn_blocks=3)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.trunk.modules()) == 6
+    grid = next(m for m in net.trunk.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d))
+    assert grid.output_size == (3, 3)  # what is left of 28x28
+
+
 def test_auto_picks_by_input_shape():
     assert isinstance(auto((64,), 2).trunk[0], torch.nn.Flatten)
     assert isinstance(auto((1, 28, 56), 2).trunk[0][0], torch.nn.Conv2d)

@@ -15,16 +15,22 @@ def auto(
     num_classes: int,
     num_heads: int = 1,
     cnn_width: int = 32,
+    cnn_blocks: int = 2,
     symmetry: str | None = None,
 ) -> MultiHeadClassifier:
     """`cnn_width`: the small CNN's first-block channels (its cost grows with the square).
+
+    `cnn_blocks`: its conv blocks; with 3 it pools to a 3x3 grid (what is left of 28x28).
 
     `symmetry`: make the trunk invariant to it (see `hackrobust.models.invariance`).
     """
     if len(input_shape) == 1:
         model = mlp(input_shape, num_classes, num_heads)
     elif len(input_shape) == 3:
-        model = small_cnn(input_shape, num_classes, num_heads, width=cnn_width)
+        pool = (4, 4) if cnn_blocks < 3 else (3, 3)
+        model = small_cnn(
+            input_shape, num_classes, num_heads, width=cnn_width, blocks=cnn_blocks, pool=pool
+        )
     else:
         raise ValueError(
             "model=auto knows vectors (D,) and images (C, H, W); "
