@@ -19,7 +19,8 @@ Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training
 "topk_per_assignment" gives each kind of disagreement its own quota;
 "divdis_pretrained" starts from a trunk pretrained as a denoising autoencoder on the set's own
 inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads (on
-mnist_sum_bis only, the set with three features); "topk_low_mix" is top-k
+mnist_sum_bis only, the set with three features), "divdis_pretrained_self_training" adds
+self-training; "topk_low_mix" is top-k
 set up for an unlabeled set with few decorrelated rows, and runs on the low-mix set only
 (ONLY_ON); "oracle" is the ceiling, ERM with the labeled set's labels made
 unambiguous, and "oracle_4x" / "oracle_16x" the same with 4 and 16 times as many labeled rows
@@ -74,6 +75,11 @@ VARIANTS = {
     # and one per feature of mnist_sum_bis.
     "divdis_pretrained": ["method=divdis", "pretrain=autoencoder"],
     "divdis3_pretrained": ["method=divdis", "method.num_heads=3", "pretrain=autoencoder"],
+    "divdis_pretrained_self_training": [
+        "method=divdis",
+        "pretrain=autoencoder",
+        "self_training=pseudo_label",
+    ],
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
