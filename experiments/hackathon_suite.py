@@ -231,8 +231,9 @@ def self_training_table(records: list[dict]) -> str:
             f"| {metric['student_acc'].mean():.3f} | {int(metric['used'].sum())}/{len(group)} "
             f"| {final.mean():.3f} | {len(group)} |"
         )
+    methods = ", ".join(f"`{m}`" for m in sorted({method for _, method in rows}))
     return (
-        "\n\nSelf-training (`divdis_self_training`, `divdis_long_self_training`): in each run, the\n"
+        f"\n\nSelf-training ({methods}): in each run, the\n"
         "target accuracy of the head DivDis chose and of the student trained on its pseudo-labels\n"
         "(reading only), how often the student passed its checks (revealed labels, held-out\n"
         "split) and replaced the head, and the accuracy submitted.\n\n" + "\n".join(lines)
