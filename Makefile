@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
-	study-hackathon-topk study-hackathon-pretrained study-mix-rate study-happyfaces \
+	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-mix-rate study-happyfaces \
 	study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -75,6 +75,15 @@ study-hackathon-pretrained: $(STAMP) ## Study: DivDis from a trunk pretrained as
 		--out experiments/results/hackathon_suite_pretrained \
 		--title "The hackathon suite: DivDis from a trunk pretrained on the set's own inputs" \
 		--note "The divdis rows are the main suite's runs (make study-hackathon), copied here beside the others."
+
+study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third conv block (model.cnn_blocks=3)
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis_pretrained divdis_pretrained_self_training oracle \
+		--datasets mnist_sum mnist_sum_bis \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_deep \
+		--title "The hackathon suite: overlaid digits with a third conv block" \
+		--note "The small CNN with three conv blocks (model.cnn_blocks=3) at the default width, 32."
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \
