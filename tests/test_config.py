@@ -27,6 +27,7 @@ GROUP_OPTIONS = [
         "hparams_search",
         "self_training",
         "pretrain",
+        "scheduler",
     )
     for option in options(group)
 ]

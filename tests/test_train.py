@@ -84,6 +84,16 @@ def test_same_seed_gives_a_byte_identical_csv(tmp_path):
     assert first.count(b"\n") == 64
 
 
+def test_cosine_schedule_anneals_the_learning_rate_to_zero_over_the_epochs(tmp_path):
+    overrides = [*offline_overrides("toy", tmp_path), "method=divdis", "scheduler=cosine"]
+    _, objects = run([*overrides, *FAST, "trainer.max_epochs=3"], tmp_path)
+    trainer = objects["trainer"]
+    assert trainer.lr_scheduler_configs[0].scheduler.T_max == 3
+    (group,) = trainer.optimizers[0].param_groups
+    assert group["initial_lr"] == pytest.approx(1e-3)
+    assert group["lr"] == pytest.approx(0, abs=1e-12)
+
+
 def test_existing_submission_is_never_overwritten(tmp_path):
     target = tmp_path / "submission.csv"
     target.write_text("keep me\n")
