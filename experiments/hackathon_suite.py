@@ -23,8 +23,8 @@ mnist_sum_bis only, the set with three features), "divdis_pretrained_self_traini
 self-training, and "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
 the last epoch kept (on mnist_sum_bis only); "topk_low_mix" is top-k set up for an unlabeled set
 with few decorrelated rows, and runs on the low-mix set only (ONLY_ON); "oracle" is the ceiling,
-ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with 4 and 16 times as many labeled rows
-(on mnist_sum_bis only, where the oracle stays below 0.98).
+ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
+4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98).
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
 """
 

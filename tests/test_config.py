@@ -114,8 +114,10 @@ def _hackathon_suite_variants() -> dict[str, list[str]]:
     return module.VARIANTS
 
 
-# Groups whose config lands under another key (their `# @package` line).
-PACKAGE = {"scheduler": "method.scheduler"}
+def package_of(group: str, option: str) -> str:
+    """Where a group option's config lands: its `# @package` line, else the group's own key."""
+    first = (CONFIG_DIR / group / f"{option}.yaml").read_text().partition("\n")[0]
+    return first.removeprefix("# @package").strip() if first.startswith("# @package") else group
 
 
 @pytest.mark.parametrize(("name", "overrides"), sorted(_hackathon_suite_variants().items()))
@@ -123,10 +125,11 @@ def test_every_hackathon_suite_variant_composes(name, overrides, tmp_path):
     cfg = compose_train([*overrides, "dataset=mnist_sum", "query=oracle"], tmp_path)
     OmegaConf.resolve(cfg)
     pairs = [o.lstrip("+").split("=", 1) for o in overrides]
-    set_here = {k for k, _ in pairs} | {PACKAGE[k] for k, _ in pairs if k in PACKAGE}
+    groups = {k: package_of(k, v) for k, v in pairs if (CONFIG_DIR / k).is_dir()}
+    set_here = {k for k, _ in pairs} | set(groups.values())
     for key, value in pairs:
-        if (CONFIG_DIR / key).is_dir():  # a group: the option's config, as when selected alone
-            package = PACKAGE.get(key, key)
+        if key in groups:  # a group: the option's config, as when selected alone
+            package = groups[key]
             alone = compose_train([f"{key}={value}"], tmp_path)
             OmegaConf.resolve(alone)
             alone = OmegaConf.select(alone, package) or {}
