@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
-	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-mix-rate study-happyfaces \
-	study-hierarchical study-speed study-erm study-attributions
+	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-mix-rate \
+	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'

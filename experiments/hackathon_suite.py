@@ -57,6 +57,7 @@ SINGLE_HEAD = {"erm", "group_dro", "jtt", "dfr", "logit_adjustment"}
 # a method: ERM on the same model and labeled-set size, with labels made unambiguous (half the
 # labeled rows decorrelated, as in the target set).
 ORACLE = ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"]
+PRETRAINED_SELF_TRAINING = ["method=divdis", "pretrain=autoencoder", "self_training=pseudo_label"]
 VARIANTS = {
     "oracle": ORACLE,
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
@@ -75,17 +76,11 @@ VARIANTS = {
     # and one per feature of mnist_sum_bis.
     "divdis_pretrained": ["method=divdis", "pretrain=autoencoder"],
     "divdis3_pretrained": ["method=divdis", "method.num_heads=3", "pretrain=autoencoder"],
-    "divdis_pretrained_self_training": [
-        "method=divdis",
-        "pretrain=autoencoder",
-        "self_training=pseudo_label",
-    ],
+    "divdis_pretrained_self_training": PRETRAINED_SELF_TRAINING,
     # The same with the learning rate annealed to zero, predicting with the last epoch: on
     # mnist_sum_bis `val/select` kept an early epoch whose head was weaker than the last ones.
     "divdis_pretrained_self_training_cosine": [
-        "method=divdis",
-        "pretrain=autoencoder",
-        "self_training=pseudo_label",
+        *PRETRAINED_SELF_TRAINING,
         "scheduler=cosine",
         "callbacks=none",
     ],
