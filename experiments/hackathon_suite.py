@@ -20,8 +20,9 @@ Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training
 "divdis_pretrained" starts from a trunk pretrained as a denoising autoencoder on the set's own
 inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads (on
 mnist_sum_bis only, the set with three features), "divdis_pretrained_self_training" adds
-self-training, and "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
-the last epoch kept (on mnist_sum_bis only); "topk_low_mix" is top-k set up for an unlabeled set
+self-training, "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
+the last epoch kept, and "divdis_pretrained_self_training_fixmatch" to that a FixMatch-style
+consistency term in the student (`self_training=fixmatch`; both on mnist_sum_bis only); "topk_low_mix" is top-k set up for an unlabeled set
 with few decorrelated rows, and runs on the low-mix set only (ONLY_ON); "oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
 4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98).
@@ -84,6 +85,15 @@ VARIANTS = {
         "scheduler=cosine",
         "callbacks=none",
     ],
+    # The cosine variant whose student also learns FixMatch-style consistency on the unlabeled
+    # and target inputs: the pseudo-labels leave out the head's least sure (hardest) rows.
+    "divdis_pretrained_self_training_fixmatch": [
+        "method=divdis",
+        "pretrain=autoencoder",
+        "self_training=fixmatch",
+        "scheduler=cosine",
+        "callbacks=none",
+    ],
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
@@ -104,6 +114,7 @@ ONLY_ON = {
     "oracle_16x": {"mnist_sum_bis"},
     "divdis3_pretrained": {"mnist_sum_bis"},  # the one set with three features
     "divdis_pretrained_self_training_cosine": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

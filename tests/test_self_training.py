@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hackrobust import self_training
+from hackrobust.methods import FixMatch
 from hackrobust.query.callback import target_probabilities
 from hackrobust.self_training import confident_rows, pseudo_labeled_set
 from hackrobust.submission import read_submission
@@ -84,6 +85,44 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
     assert metrics["target/final_acc"] == pytest.approx(
         float((labels == datamodule.data.y_target).mean())
     )
+
+
+def test_a_fixmatch_student_learns_consistency_on_the_unlabeled_and_target_inputs(
+    tmp_path, monkeypatch
+):
+    """`self_training=fixmatch`: the student is a FixMatch model whose unlabeled batches come
+    from the unlabeled and target inputs, at the configured batch size; the report says so."""
+    seen = []
+    compute_loss = FixMatch.compute_loss
+
+    def recording(module, batch):
+        seen.append((len(batch["labeled"]["x"]), batch["unlabeled"]["idx"]))
+        return compute_loss(module, batch)
+
+    monkeypatch.setattr(FixMatch, "compute_loss", recording)
+    overrides = [*offline_overrides("mnist_cc", tmp_path), *ORACLE_DIVDIS]
+    overrides += ["self_training=fixmatch", "self_training.fixmatch.unlabeled_batch_size=64"]
+    metrics, objects = train(compose_train(overrides, tmp_path))
+
+    report = json.loads((tmp_path / "submission.report.json").read_text())
+    assert report["self_training"]["fixmatch"] == {
+        "consistency_weight": 1.0,
+        "threshold": 0.95,
+        "noise_std": 0.3,
+        "erase_area": 0.08,
+        "unlabeled_batch_size": 64,
+    }
+    datamodule = objects["datamodule"]
+    n_unlabeled, n_target = len(datamodule.unlabeled_set), len(datamodule.target_set)
+    training_rows = report["self_training"]["training_rows"]
+    # An epoch runs through the longer of the two loaders, cycling the other.
+    steps = max(-(-training_rows // datamodule.batch_size), -(-(n_unlabeled + n_target) // 64))
+    assert len(seen) == 2 * steps  # two epochs
+    ids = torch.cat([idx for _, idx in seen])
+    assert all(len(idx) == 64 for _, idx in seen)
+    assert ids.max() >= n_unlabeled  # target rows come after the unlabeled ones
+    assert ids.max() < n_unlabeled + n_target
+    assert 0 <= metrics["self_training/student_acc"] <= 1
 
 
 class SignRule(L.LightningModule):

@@ -5,6 +5,7 @@ from hackrobust.methods.dbat import DBAT
 from hackrobust.methods.dfr import DFR
 from hackrobust.methods.divdis import DivDis
 from hackrobust.methods.erm import ERM
+from hackrobust.methods.fixmatch import FixMatch
 from hackrobust.methods.group_dro import GroupDRO
 from hackrobust.methods.jtt import JTT
 from hackrobust.methods.logit_adjustment import LogitAdjustment
@@ -17,6 +18,7 @@ __all__ = [
     "JTT",
     "BaseMethod",
     "DivDis",
+    "FixMatch",
     "GroupDRO",
     "LogitAdjustment",
     "TopKDisagreement",
