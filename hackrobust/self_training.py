@@ -148,7 +148,7 @@ def self_train(
     summary = {
         "rounds": rounds,
         "keep_fraction": keep_fraction,
-        "fixmatch": dict(fixmatch) if fixmatch else None,
+        "fixmatch": None if fixmatch is None else dict(fixmatch),
         "training_rows": len(train_set),
         "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
         "agreement_with_chosen_head": _share(current_target.argmax(-1), teacher_target.argmax(-1)),
@@ -194,16 +194,16 @@ def _fit_student(
 
     It trains for the run's epochs and keeps the last; no logger (the run's is the teacher's).
     """
-    fixmatch = dict(fixmatch or {})
-    unlabeled_batch_size = fixmatch.pop("unlabeled_batch_size", None)
-    student = (FixMatch if fixmatch else ERM)(
+    settings = dict(fixmatch or {})
+    unlabeled_batch_size = settings.pop("unlabeled_batch_size", None)
+    student = (ERM if fixmatch is None else FixMatch)(
         model=hydra.utils.instantiate(cfg.model),
         optimizer=hydra.utils.instantiate(cfg.method.optimizer),
         scheduler=hydra.utils.instantiate(cfg.method.get("scheduler")),
         input_shape=datamodule.input_shape,
         num_classes=datamodule.num_classes,
         num_heads=1,
-        **fixmatch,
+        **settings,
     )
     if trunk_state is not None:
         trunks_of(student.net)[0].load_state_dict(trunk_state)
