@@ -16,7 +16,7 @@ from hackrobust.self_training import confident_rows, pseudo_labeled_set
 from hackrobust.submission import read_submission
 from hackrobust.train import train
 
-from helpers import compose_train, offline_overrides
+from helpers import build_run, compose_train, offline_overrides
 
 ORACLE_DIVDIS = ["method=divdis", "query=oracle", "trainer.max_epochs=2", "logger=none"]
 
@@ -179,3 +179,15 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
     else:
         assert summary["revealed_agreement"] == 0.0
         assert new_probs is probs and new_choice is choice  # the head's, untouched
+
+
+@pytest.mark.parametrize(
+    ("fixmatch", "expected"), [(None, "ERM"), ({}, "FixMatch"), ({"threshold": 0.5}, "FixMatch")]
+)
+def test_the_student_is_fixmatch_whenever_fixmatch_settings_are_given(fixmatch, expected, tmp_path):
+    overrides = [*offline_overrides("toy", tmp_path), "trainer.max_epochs=0"]
+    cfg, datamodule, _ = build_run(overrides, tmp_path)
+    student = self_training._fit_student(cfg, datamodule, datamodule.train_set, None, fixmatch)
+    assert type(student).__name__ == expected
+    if fixmatch:
+        assert student.threshold == 0.5
