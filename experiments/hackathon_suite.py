@@ -22,8 +22,9 @@ inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads 
 mnist_sum_bis only, the set with three features), "divdis_pretrained_self_training" adds
 self-training, "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
 the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_training_fixmatch" to
-that a FixMatch-style consistency term in the student (`self_training=fixmatch`); "topk_low_mix" is top-k set up for an unlabeled set
-with few decorrelated rows, and runs on the low-mix set only (ONLY_ON); "oracle" is the ceiling,
+that a FixMatch-style consistency term in the student (`self_training=fixmatch`);
+"topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
+low-mix set only (ONLY_ON); "oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
 4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98).
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
@@ -58,7 +59,10 @@ SINGLE_HEAD = {"erm", "group_dro", "jtt", "dfr", "logit_adjustment"}
 # a method: ERM on the same model and labeled-set size, with labels made unambiguous (half the
 # labeled rows decorrelated, as in the target set).
 ORACLE = ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"]
-PRETRAINED_SELF_TRAINING = ["method=divdis", "pretrain=autoencoder", "self_training=pseudo_label"]
+PRETRAINED = ["method=divdis", "pretrain=autoencoder"]
+PRETRAINED_SELF_TRAINING = [*PRETRAINED, "self_training=pseudo_label"]
+# The learning rate annealed to zero, predicting with the last epoch.
+COSINE_LAST_EPOCH = ["scheduler=cosine", "callbacks=none"]
 VARIANTS = {
     "oracle": ORACLE,
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
@@ -75,24 +79,18 @@ VARIANTS = {
     ],
     # The trunk first pretrained as a denoising autoencoder on the set's own inputs; two heads,
     # and one per feature of mnist_sum_bis.
-    "divdis_pretrained": ["method=divdis", "pretrain=autoencoder"],
+    "divdis_pretrained": PRETRAINED,
     "divdis3_pretrained": ["method=divdis", "method.num_heads=3", "pretrain=autoencoder"],
     "divdis_pretrained_self_training": PRETRAINED_SELF_TRAINING,
-    # The same with the learning rate annealed to zero, predicting with the last epoch: on
-    # mnist_sum_bis `val/select` kept an early epoch whose head was weaker than the last ones.
-    "divdis_pretrained_self_training_cosine": [
-        *PRETRAINED_SELF_TRAINING,
-        "scheduler=cosine",
-        "callbacks=none",
-    ],
+    # The same with COSINE_LAST_EPOCH: on mnist_sum_bis `val/select` kept an early epoch whose
+    # head was weaker than the last ones.
+    "divdis_pretrained_self_training_cosine": [*PRETRAINED_SELF_TRAINING, *COSINE_LAST_EPOCH],
     # The cosine variant whose student also learns FixMatch-style consistency on the unlabeled
     # and target inputs: the pseudo-labels leave out the head's least sure (hardest) rows.
     "divdis_pretrained_self_training_fixmatch": [
-        "method=divdis",
-        "pretrain=autoencoder",
+        *PRETRAINED,
         "self_training=fixmatch",
-        "scheduler=cosine",
-        "callbacks=none",
+        *COSINE_LAST_EPOCH,
     ],
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
