@@ -74,19 +74,19 @@ def test_pseudo_labels_are_read_in_eval_mode_and_leave_the_mode_as_it_was():
         expected = module(x).argmax(-1)
         module.net.train()
     for _ in range(3):  # dropout at 0.9 would scramble them in train mode
-        labels, confident = module.pseudo_labels(x)
+        labels, confident = module.consistency.pseudo_labels(module.net, x)
         torch.testing.assert_close(labels, expected)
         assert confident.all()
     assert module.net.training
     module.eval()
-    module.pseudo_labels(x)
+    module.consistency.pseudo_labels(module.net, x)
     assert not module.net.training
 
 
 def test_the_strong_view_erases_one_square_of_each_image_at_the_same_place():
     module = fixmatch(input_shape=(1, 28, 28), noise_std=0.0, erase_area=0.08)
     x = torch.ones(5, 1, 28, 28)
-    erased = module.strong_view(x) == 0
+    erased = module.consistency.strong_view(x) == 0
     assert erased.sum(dim=(1, 2, 3)).tolist() == [64] * 5  # 0.08 of 28 x 28: an 8 x 8 square
     rows, cols = erased[0, 0].nonzero().unbind(1)
     assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7
@@ -96,10 +96,10 @@ def test_the_strong_view_erases_one_square_of_each_image_at_the_same_place():
 
 def test_the_strong_view_erases_a_share_of_a_vectors_features_and_adds_noise():
     module = fixmatch(input_shape=(50,), noise_std=0.0, erase_area=0.2)
-    erased = module.strong_view(torch.ones(4, 50)) == 0
+    erased = module.consistency.strong_view(torch.ones(4, 50)) == 0
     assert erased.sum(dim=1).tolist() == [10] * 4 and (erased == erased[:1]).all()
     noisy = fixmatch(input_shape=(50,), noise_std=0.5, erase_area=0.0)
-    difference = noisy.strong_view(torch.zeros(2000, 50))
+    difference = noisy.consistency.strong_view(torch.zeros(2000, 50))
     assert abs(difference.std().item() - 0.5) < 0.01 and abs(difference.mean().item()) < 0.01
 
 

@@ -190,4 +190,4 @@ def test_the_student_is_fixmatch_whenever_fixmatch_settings_are_given(fixmatch, 
     student = self_training._fit_student(cfg, datamodule, datamodule.train_set, None, fixmatch)
     assert type(student).__name__ == expected
     if fixmatch:
-        assert student.threshold == 0.5
+        assert student.consistency.threshold == 0.5

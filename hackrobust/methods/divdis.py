@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 
 from hackrobust.methods.base import BaseMethod
+from hackrobust.methods.fixmatch import Consistency
 from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_information
 
 EPS = 1e-8
@@ -52,13 +53,22 @@ class DivDis(BaseMethod):
     uses_unlabeled = True
 
     def __init__(
-        self, *args, num_heads: int = 2, mi_weight: float = 1.0, reg_weight: float = 1.0, **kwargs
+        self,
+        *args,
+        num_heads: int = 2,
+        mi_weight: float = 1.0,
+        reg_weight: float = 1.0,
+        consistency: dict | None = None,
+        **kwargs,
     ):
+        """`consistency`: `Consistency`'s arguments (hackrobust/methods/fixmatch.py) to add
+        FixMatch's term on the unlabeled batch, per head; None leaves it out, {} is its defaults."""
         if num_heads < 2:
             raise ValueError(f"DivDis needs at least 2 heads, got num_heads={num_heads}")
         super().__init__(*args, num_heads=num_heads, **kwargs)
         self.mi_weight = mi_weight
         self.reg_weight = reg_weight
+        self.consistency = None if consistency is None else Consistency(**consistency)
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
@@ -75,4 +85,8 @@ class DivDis(BaseMethod):
             "mutual_information": mutual_information,
             "reg": regulariser,
         }
+        if self.consistency is not None:
+            consistency, consistency_extras = self.consistency(self.net, unlabeled["x"])
+            loss = loss + consistency
+            extras |= consistency_extras
         return loss, labeled_logits, extras

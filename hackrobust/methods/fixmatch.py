@@ -18,23 +18,27 @@ operations would alter the very features these datasets are about.
 Alone it learns whatever rule the labeled set gives it. It is made for the self-training student
 (`self_training=fixmatch`), whose labeled set holds the chosen head's confident pseudo-labels:
 the term carries them over to the rows the head was least sure of (mnist_sum_bis, three-block
-trunk: the student from 0.972 to 0.978 over 3 seeds; hackrobust/self_training.py).
+trunk: the student from 0.972 to 0.978 over 3 seeds; hackrobust/self_training.py). The term
+itself, `Consistency`, also serves DivDis (`method.consistency`), where each head learns its
+own rule on the rows it is sure of.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.transforms import v2
 
 from hackrobust.methods.base import BaseMethod
 
 
-class FixMatch(BaseMethod):
-    """Labeled cross-entropy plus confident-prediction consistency under noise and erasing.
+class Consistency:
+    """FixMatch's unlabeled term for a multi-head network: per row and head, a prediction above
+    `threshold` (read in eval mode, without gradient) labels the strong view of that row.
 
     Args:
-        consistency_weight: weight of the unlabeled term.
+        weight: the term's weight in the loss.
         threshold: a prediction counts as a label only above this confidence.
         noise_std: standard deviation of the Gaussian noise in the strong view (inputs are
             standardised, so in units of the data's standard deviation).
@@ -42,21 +46,16 @@ class FixMatch(BaseMethod):
             square of an image, a random set of a vector's features; 0 erases nothing.
     """
 
-    uses_unlabeled = True
-
     def __init__(
         self,
-        *args,
-        consistency_weight: float = 1.0,
+        weight: float = 1.0,
         threshold: float = 0.95,
         noise_std: float = 0.3,
         erase_area: float = 0.08,
-        **kwargs,
     ):
-        super().__init__(*args, **kwargs)
         if not 0 <= erase_area < 1:
             raise ValueError(f"erase_area is a share of the input, in [0, 1); got {erase_area}")
-        self.consistency_weight = consistency_weight
+        self.weight = weight
         self.threshold = threshold
         self.noise_std = noise_std
         self.erase_area = erase_area
@@ -78,30 +77,52 @@ class FixMatch(BaseMethod):
         return features.index_fill(1, erased, 0.0).view_as(x)
 
     @torch.no_grad()
-    def pseudo_labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pseudo_labels(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per row and head, the predicted class and whether it is confident enough: (B, H) each."""
-        was_training = self.net.training
-        self.net.eval()
-        probs = self(x).float().softmax(dim=-1)
-        self.net.train(was_training)
+        was_training = net.training
+        net.eval()
+        probs = net(x).float().softmax(dim=-1)
+        net.train(was_training)
         confidence, labels = probs.max(dim=-1)
         return labels, confidence > self.threshold
 
-    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
-        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
-        labels, confident = self.pseudo_labels(unlabeled["x"])
-        # Two passes, so batch norm never mixes clean labeled rows with noisy unlabeled ones.
-        labeled_logits = self(labeled["x"])
-        strong_logits = self(self.strong_view(unlabeled["x"]))
-        cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
+    def __call__(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The weighted term on the unlabeled batch `x` and, for the logs, its unweighted value
+        and the share of confident (row, head) pairs. Mean over every row and head."""
+        labels, confident = self.pseudo_labels(net, x)
+        strong_logits = net(self.strong_view(x))
         per_row = F.cross_entropy(
             strong_logits.flatten(0, 1).float(), labels.flatten(), reduction="none"
         )
         consistency = (per_row * confident.flatten()).mean()
-        loss = cross_entropy + self.consistency_weight * consistency
-        extras = {
-            "xent": cross_entropy,
-            "consistency": consistency,
-            "confident_share": confident.float().mean(),
-        }
-        return loss, labeled_logits, extras
+        extras = {"consistency": consistency, "confident_share": confident.float().mean()}
+        return self.weight * consistency, extras
+
+
+class FixMatch(BaseMethod):
+    """Labeled cross-entropy plus confident-prediction consistency under noise and erasing.
+
+    Args: `consistency_weight` and the rest, as `Consistency`'s `weight` and the rest.
+    """
+
+    uses_unlabeled = True
+
+    def __init__(
+        self,
+        *args,
+        consistency_weight: float = 1.0,
+        threshold: float = 0.95,
+        noise_std: float = 0.3,
+        erase_area: float = 0.08,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.consistency = Consistency(consistency_weight, threshold, noise_std, erase_area)
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        # Two passes, so batch norm never mixes clean labeled rows with noisy unlabeled ones.
+        labeled_logits = self(labeled["x"])
+        cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
+        consistency, extras = self.consistency(self.net, unlabeled["x"])
+        return cross_entropy + consistency, labeled_logits, {"xent": cross_entropy, **extras}
