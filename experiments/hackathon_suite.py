@@ -22,7 +22,9 @@ inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads 
 mnist_sum_bis only, the set with three features), "divdis_pretrained_self_training" adds
 self-training, "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
 the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_training_fixmatch" to
-that a FixMatch-style consistency term in the student (`self_training=fixmatch`);
+that a FixMatch-style consistency term in the student (`self_training=fixmatch`),
+"divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
+(`method.consistency={}`, on mnist_sum_bis only);
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
 low-mix set only (ONLY_ON); "oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
@@ -92,6 +94,14 @@ VARIANTS = {
         "self_training=fixmatch",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant whose DivDis heads also learn consistency, each on its own confident
+    # rows: better heads, so better pseudo-labels for the student.
+    "divdis_consistency_self_training_fixmatch": [
+        *PRETRAINED,
+        "method.consistency={}",
+        "self_training=fixmatch",
+        *COSINE_LAST_EPOCH,
+    ],
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
@@ -112,6 +122,7 @@ ONLY_ON = {
     "oracle_16x": {"mnist_sum_bis"},
     "divdis3_pretrained": {"mnist_sum_bis"},  # the one set with three features
     "divdis_pretrained_self_training_cosine": {"mnist_sum_bis"},
+    "divdis_consistency_self_training_fixmatch": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

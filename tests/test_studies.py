@@ -56,3 +56,22 @@ def test_ceilings_count_as_blind_submissions_and_never_query():
         overrides = suite.overrides_for(ceiling, "mnist_sum_bis", 0, [], offline=False)
         assert "method=erm" in overrides and "query=oracle" not in overrides
     assert "query=oracle" in suite.overrides_for("divdis", "mnist_cc", 0, [], offline=False)
+
+
+def test_every_suite_variant_composes_into_a_run_config(tmp_path):
+    """Each name the suite offers is a valid set of `hackrobust.train` overrides, and each of its
+    dotted settings (`method.consistency={}`, `trainer.max_epochs=20`...) lands in the config."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    from helpers import compose_train
+
+    suite = _suite_module()
+    for name, overrides in suite.VARIANTS.items():
+        dataset = next(iter(suite.ONLY_ON.get(name, {"mnist_sum_bis"})))
+        cfg = compose_train(suite.overrides_for(name, dataset, 0, [], offline=True), tmp_path)
+        for key, value in (o.lstrip("+").split("=", 1) for o in overrides if "." in o):
+            setting = OmegaConf.select(cfg, key)
+            if OmegaConf.is_config(setting):
+                setting = OmegaConf.to_container(setting)
+            assert setting == yaml.safe_load(value), (name, key)
