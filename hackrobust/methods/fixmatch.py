@@ -86,10 +86,12 @@ class Consistency:
         confidence, labels = probs.max(dim=-1)
         return labels, confidence > self.threshold
 
-    def __call__(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """The weighted term on the unlabeled batch `x` and, for the logs, its unweighted value
-        and the share of confident (row, head) pairs. Mean over every row and head."""
-        labels, confident = self.pseudo_labels(net, x)
+    def loss(
+        self, net: nn.Module, x: torch.Tensor, labels: torch.Tensor, confident: torch.Tensor
+    ) -> tuple[torch.Tensor, dict]:
+        """The weighted term on the unlabeled batch `x` given its `pseudo_labels` and, for the
+        logs, its unweighted value and the share of confident (row, head) pairs. Mean over every
+        row and head."""
         strong_logits = net(self.strong_view(x))
         per_row = F.cross_entropy(
             strong_logits.flatten(0, 1).float(), labels.flatten(), reduction="none"
@@ -97,6 +99,10 @@ class Consistency:
         consistency = (per_row * confident.flatten()).mean()
         extras = {"consistency": consistency, "confident_share": confident.float().mean()}
         return self.weight * consistency, extras
+
+    def __call__(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """`loss` on the current `pseudo_labels` of `x`."""
+        return self.loss(net, x, *self.pseudo_labels(net, x))
 
 
 class FixMatch(BaseMethod):
@@ -121,8 +127,9 @@ class FixMatch(BaseMethod):
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        labels, confident = self.consistency.pseudo_labels(self.net, unlabeled["x"])
         # Two passes, so batch norm never mixes clean labeled rows with noisy unlabeled ones.
         labeled_logits = self(labeled["x"])
         cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
-        consistency, extras = self.consistency(self.net, unlabeled["x"])
+        consistency, extras = self.consistency.loss(self.net, unlabeled["x"], labels, confident)
         return cross_entropy + consistency, labeled_logits, {"xent": cross_entropy, **extras}
