@@ -30,10 +30,10 @@ block in the trunk (`model.cnn_blocks=3`, width 32; `make study-hackathon-deep`)
 
 `consistency` adds FixMatch's term (hackrobust/methods/fixmatch.py) to every head: each learns
 its own rule on the unlabeled rows it is sure of, under noise and an erased square. On
-mnist_sum_bis (three blocks, cosine schedule, last epoch) the chosen head rose from 0.969 to 0.970
-over 3 seeds (0.965 to 0.972 on seed 0), within the seeds' spread, and the FixMatch student that
-follows reached 0.975 against 0.978 from the plain heads (`divdis_consistency_self_training_fixmatch`
-in the same study): off by default.
+mnist_sum_bis (three blocks, cosine schedule, last epoch) the chosen head rose from 0.969 to
+0.970 over 3 seeds (0.965 to 0.972 on seed 0), within the seeds' spread, and the FixMatch
+student that follows reached 0.975 against 0.978 from the plain heads
+(`divdis_consistency_self_training_fixmatch` in the same study): off by default.
 """
 
 from __future__ import annotations
