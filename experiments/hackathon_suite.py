@@ -23,6 +23,8 @@ mnist_sum_bis only, the set with three features), "divdis_pretrained_self_traini
 self-training, "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
 the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_training_fixmatch" to
 that a FixMatch-style consistency term in the student (`self_training=fixmatch`),
+"divdis_pretrained_self_training_fixmatch_blend" the same predicting with the mean of the
+student's and the chosen head's probabilities (`self_training.blend=true`, on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
 (`method.consistency={}`, on mnist_sum_bis only);
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
@@ -94,6 +96,14 @@ VARIANTS = {
         "self_training=fixmatch",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant predicting with the mean of the student's and the chosen head's
+    # probabilities: a two-member ensemble of models that learnt from different rows.
+    "divdis_pretrained_self_training_fixmatch_blend": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.blend=true",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant whose DivDis heads also learn consistency, each on its own confident
     # rows: better heads, so better pseudo-labels for the student.
     "divdis_consistency_self_training_fixmatch": [
@@ -123,6 +133,7 @@ ONLY_ON = {
     "divdis3_pretrained": {"mnist_sum_bis"},  # the one set with three features
     "divdis_pretrained_self_training_cosine": {"mnist_sum_bis"},
     "divdis_consistency_self_training_fixmatch": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_blend": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -10,6 +10,10 @@ With `self_training=fixmatch` the student also learns consistency on every unlab
 input (hackrobust/methods/fixmatch.py): its own confident predictions label a perturbed copy, which
 carries the pseudo-labels' rule over to the hard rows they left out.
 
+With `blend` the CSV reads the mean of the student's and the chosen head's probabilities, a
+two-member ensemble: the two learnt from different data (the head from the labeled rows, the
+student mostly from pseudo-labels) and miss partly different rows.
+
 The revealed labels are left out of the student's training: its agreement with them stays a fair
 check. A student that contradicts a revealed label the chosen head got right, or that is less
 accurate on the held-out labeled split, is discarded. On the MNIST suite it helped most where the
@@ -47,7 +51,7 @@ class SelfTrainingResult:
     probs: np.ndarray  # (N_target, heads, classes): what the CSV and the report read
     choice: dict | None  # the active query's result, updated when the student is used
     summary: dict  # for the report
-    student_probs: np.ndarray  # (N_target, classes): the last student's, used or not
+    student_probs: np.ndarray  # (N_target, classes): the last student's alone, used or not
     head_probs: np.ndarray  # (N_target, classes): the chosen head's, before self-training
 
 
@@ -109,6 +113,7 @@ def self_train(
     rounds: int = 1,
     trunk_state: dict | None = None,
     fixmatch: dict | None = None,
+    blend: bool = False,
 ) -> SelfTrainingResult:
     """Train `rounds` students in turn, each on the previous one's pseudo-labels.
 
@@ -118,6 +123,8 @@ def self_train(
     `trunk_state`: the pretrained trunk's weights (`pretrain=...`), which each student starts from.
     `fixmatch`: FixMatch's arguments and the student's `unlabeled_batch_size`, to add its
     consistency term on the unlabeled and target inputs; None trains the student like ERM.
+    `blend`: use the mean of the last student's and the chosen head's probabilities (checked
+    and reported in the student's place) instead of the student's alone.
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
@@ -143,18 +150,23 @@ def self_train(
         current_unlabeled = target_probabilities(student, unlabeled_x)[:, 0]
         log.info("Self-training round %d: %d training rows", round_ + 1, len(train_set))
 
-    student_holdout = target_probabilities(student, holdout_x)[:, 0]
+    student_target = current_target
     teacher_holdout = target_probabilities(teacher, holdout_x)[:, head]
+    used_target, used_holdout = student_target, target_probabilities(student, holdout_x)[:, 0]
+    if blend:
+        used_target = (used_target + teacher_target) / 2
+        used_holdout = (used_holdout + teacher_holdout) / 2
     summary = {
         "rounds": rounds,
         "keep_fraction": keep_fraction,
         "fixmatch": None if fixmatch is None else dict(fixmatch),
+        "blend": blend,
         "training_rows": len(train_set),
         "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
-        "agreement_with_chosen_head": _share(current_target.argmax(-1), teacher_target.argmax(-1)),
-        "holdout_accuracy": _share(student_holdout.argmax(-1), holdout_y.numpy()),
+        "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
+        "holdout_accuracy": _share(used_holdout.argmax(-1), holdout_y.numpy()),
         "chosen_head_holdout_accuracy": _share(teacher_holdout.argmax(-1), holdout_y.numpy()),
-        "revealed_agreement": _agreement(current_target.argmax(-1), revealed),
+        "revealed_agreement": _agreement(used_target.argmax(-1), revealed),
         "chosen_head_revealed_agreement": _agreement(teacher_target.argmax(-1), revealed),
     }
     # The student must do at least as well as the head on what is known: the revealed labels
@@ -167,17 +179,17 @@ def self_train(
     if rejected:
         log.warning("Self-training: kept the chosen head; the student %s", rejected)
         summary |= {"used": False, "rejected_because": rejected}
-        return SelfTrainingResult(probs, choice, summary, current_target, teacher_target)
+        return SelfTrainingResult(probs, choice, summary, student_target, teacher_target)
 
     probs = probs.copy()
-    probs[:, head] = current_target
+    probs[:, head] = used_target
     if choice is not None:
         choice = copy.deepcopy(choice)
         choice["holdout_accuracy"][head] = summary["holdout_accuracy"]
         if "holdout_scores" in choice:
-            choice["holdout_scores"] = confidence(student_holdout, choice["atc_score"]).tolist()
+            choice["holdout_scores"] = confidence(used_holdout, choice["atc_score"]).tolist()
     return SelfTrainingResult(
-        probs, choice, summary | {"used": True}, current_target, teacher_target
+        probs, choice, summary | {"used": True}, student_target, teacher_target
     )
 
 
