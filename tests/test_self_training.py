@@ -191,3 +191,47 @@ def test_the_student_is_fixmatch_whenever_fixmatch_settings_are_given(fixmatch, 
     assert type(student).__name__ == expected
     if fixmatch:
         assert student.consistency.threshold == 0.5
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_a_blend_is_checked_and_used_as_the_mean_of_student_and_head(blend, tmp_path, monkeypatch):
+    """The head reads x, surely; the student reads y, faintly. On revealed rows where x and y
+    disagree the student alone contradicts the labels and is discarded; blended, the mean
+    follows the surer head there, passes the same checks and replaces the head."""
+    import hydra
+
+    cfg = compose_train(
+        [*offline_overrides("toy", tmp_path), "dataset.generator.noise=0"], tmp_path
+    )
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    teacher, student = SignRule([0, 1]), SignRule([1], 0.1)
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    x, truth = datamodule.target_set.tensors["x"], datamodule.target_set.tensors["y"].numpy()
+    disagree = np.flatnonzero((x[:, 0] > 0).numpy() != (x[:, 1] > 0).numpy())[:3]
+    assert len(disagree) == 3, "the toy target set should have decorrelated rows"
+    choice = {
+        "head": 0,
+        "posterior": [1.0, 0.0],
+        "queries": [
+            {"datum_id": int(d), "label": int(datamodule.label_values[truth[d]])} for d in disagree
+        ],
+        "holdout_accuracy": [1.0, 1.0],
+        "holdout_size": len(datamodule.holdout_set),
+    }
+    monkeypatch.setattr(self_training, "_fit_student", lambda *_: student)
+
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, blend=blend)
+
+    student_probs = target_probabilities(student, x)[:, 0]
+    np.testing.assert_allclose(result.student_probs, student_probs)  # the student's alone
+    assert result.summary["blend"] is blend
+    assert result.summary["used"] is blend
+    if blend:
+        np.testing.assert_allclose(result.probs[:, 0], (student_probs + probs[:, 0]) / 2)
+        np.testing.assert_array_equal(result.probs[:, 0].argmax(-1), truth)
+        assert result.summary["revealed_agreement"] == 1.0
+        np.testing.assert_array_equal(result.probs[:, 1], probs[:, 1])
+    else:
+        assert result.summary["revealed_agreement"] == 0.0
+        assert result.probs is probs
