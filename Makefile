@@ -80,7 +80,8 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 	$(STUDY)/hackathon_suite.py \
 		--methods divdis_pretrained divdis_pretrained_self_training divdis_pretrained_self_training_cosine \
 			divdis_pretrained_self_training_fixmatch divdis_consistency_self_training_fixmatch \
-			divdis_pretrained_self_training_fixmatch_blend oracle oracle_4x \
+			divdis_pretrained_self_training_fixmatch_blend divdis_pretrained_self_training_fixmatch_h256 \
+			oracle oracle_4x \
 		--datasets mnist_sum mnist_sum_bis \
 		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
 		--out experiments/results/hackathon_suite_deep \

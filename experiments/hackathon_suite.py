@@ -25,6 +25,8 @@ the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_trainin
 that a FixMatch-style consistency term in the student (`self_training=fixmatch`),
 "divdis_pretrained_self_training_fixmatch_blend" the same predicting with the mean of the
 student's and the chosen head's probabilities (`self_training.blend=true`, on mnist_sum_bis only),
+"divdis_pretrained_self_training_fixmatch_h256" the FixMatch variant with 256 hidden features in
+the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
 (`method.consistency={}`, on mnist_sum_bis only);
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
@@ -104,6 +106,14 @@ VARIANTS = {
         "self_training.blend=true",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant with twice the CNN's hidden features (256): with true labels on
+    # every unlabeled row, the wider layer read mnist_sum_bis' first digit better.
+    "divdis_pretrained_self_training_fixmatch_h256": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        *COSINE_LAST_EPOCH,
+        "model.cnn_hidden=256",
+    ],
     # The FixMatch variant whose DivDis heads also learn consistency, each on its own confident
     # rows: better heads, so better pseudo-labels for the student.
     "divdis_consistency_self_training_fixmatch": [
@@ -134,6 +144,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_cosine": {"mnist_sum_bis"},
     "divdis_consistency_self_training_fixmatch": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_blend": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_h256": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -39,6 +39,13 @@ def test_auto_cnn_blocks():
     assert grid.output_size == (3, 3)  # what is left of 28x28
 
 
+def test_auto_cnn_hidden_sets_the_features_the_heads_read():
+    net = auto((1, 28, 28), 2, num_heads=2, cnn_width=8, cnn_hidden=32)
+    features = net.trunk(torch.zeros(3, 1, 28, 28))
+    assert features.shape == (3, 32)
+    assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 2, 2)
+
+
 def test_auto_picks_by_input_shape():
     assert isinstance(auto((64,), 2).trunk[0], torch.nn.Flatten)
     assert isinstance(auto((1, 28, 56), 2).trunk[0][0], torch.nn.Conv2d)

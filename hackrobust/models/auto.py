@@ -16,11 +16,14 @@ def auto(
     num_heads: int = 1,
     cnn_width: int = 32,
     cnn_blocks: int = 2,
+    cnn_hidden: int = 128,
     symmetry: str | None = None,
 ) -> MultiHeadClassifier:
     """`cnn_width`: the small CNN's first-block channels (its cost grows with the square).
 
     `cnn_blocks`: its conv blocks; with 3 it pools to a 3x3 grid (what is left of 28x28).
+
+    `cnn_hidden`: the width of its hidden layer, the features every head reads.
 
     `symmetry`: make the trunk invariant to it (see `hackrobust.models.invariance`).
     """
@@ -29,7 +32,13 @@ def auto(
     elif len(input_shape) == 3:
         pool = (4, 4) if cnn_blocks < 3 else (3, 3)
         model = small_cnn(
-            input_shape, num_classes, num_heads, width=cnn_width, blocks=cnn_blocks, pool=pool
+            input_shape,
+            num_classes,
+            num_heads,
+            width=cnn_width,
+            hidden=cnn_hidden,
+            blocks=cnn_blocks,
+            pool=pool,
         )
     else:
         raise ValueError(
