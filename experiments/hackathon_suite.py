@@ -106,8 +106,7 @@ VARIANTS = {
         "self_training.blend=true",
         *COSINE_LAST_EPOCH,
     ],
-    # The FixMatch variant with twice the CNN's hidden features (256): with true labels on
-    # every unlabeled row, the wider layer read mnist_sum_bis' first digit better.
+    # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
         "self_training=fixmatch",
