@@ -138,13 +138,8 @@ class SignRule(L.LightningModule):
         return torch.stack([-z, z], dim=-1)
 
 
-@pytest.mark.parametrize("student_sign", [1.0, -1.0])
-def test_a_student_that_contradicts_a_revealed_label_is_discarded(
-    student_sign, tmp_path, monkeypatch
-):
-    """Toy points at (+-1, +-1), labeled by the x sign. The teacher's head 0 reads x (head 1
-    reads y) and agrees with every revealed label; a student reading x is used, one reading -x
-    contradicts them and is discarded."""
+def noiseless_toy(tmp_path):
+    """The run's config and the toy set at (+-1, +-1), labeled by the x sign, set up to fit."""
     import hydra
 
     cfg = compose_train(
@@ -152,18 +147,35 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
     )
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.setup("fit")
-    teacher = SignRule([0, 1])
-    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    return cfg, datamodule
+
+
+def choice_revealing(datamodule, rows, holdout_accuracy) -> dict:
+    """An active query's result: head 0 chosen, the true labels of target `rows` revealed."""
     truth = datamodule.target_set.tensors["y"].numpy()
-    choice = {
+    return {
         "head": 0,
         "posterior": [1.0, 0.0],
         "queries": [
-            {"datum_id": d, "label": int(datamodule.label_values[truth[d]])} for d in (0, 1, 2)
+            {"datum_id": int(d), "label": int(datamodule.label_values[truth[d]])} for d in rows
         ],
-        "holdout_accuracy": [0.9, 0.5],
+        "holdout_accuracy": holdout_accuracy,
         "holdout_size": len(datamodule.holdout_set),
     }
+
+
+@pytest.mark.parametrize("student_sign", [1.0, -1.0])
+def test_a_student_that_contradicts_a_revealed_label_is_discarded(
+    student_sign, tmp_path, monkeypatch
+):
+    """Toy points at (+-1, +-1), labeled by the x sign. The teacher's head 0 reads x (head 1
+    reads y) and agrees with every revealed label; a student reading x is used, one reading -x
+    contradicts them and is discarded."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    truth = datamodule.target_set.tensors["y"].numpy()
+    choice = choice_revealing(datamodule, (0, 1, 2), [0.9, 0.5])
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0], student_sign))
 
     result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
@@ -198,27 +210,13 @@ def test_a_blend_is_checked_and_used_as_the_mean_of_student_and_head(blend, tmp_
     """The head reads x, surely; the student reads y, faintly. On revealed rows where x and y
     disagree the student alone contradicts the labels and is discarded; blended, the mean
     follows the surer head there, passes the same checks and replaces the head."""
-    import hydra
-
-    cfg = compose_train(
-        [*offline_overrides("toy", tmp_path), "dataset.generator.noise=0"], tmp_path
-    )
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
+    cfg, datamodule = noiseless_toy(tmp_path)
     teacher, student = SignRule([0, 1]), SignRule([1], 0.1)
     probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
     x, truth = datamodule.target_set.tensors["x"], datamodule.target_set.tensors["y"].numpy()
     disagree = np.flatnonzero((x[:, 0] > 0).numpy() != (x[:, 1] > 0).numpy())[:3]
     assert len(disagree) == 3, "the toy target set should have decorrelated rows"
-    choice = {
-        "head": 0,
-        "posterior": [1.0, 0.0],
-        "queries": [
-            {"datum_id": int(d), "label": int(datamodule.label_values[truth[d]])} for d in disagree
-        ],
-        "holdout_accuracy": [1.0, 1.0],
-        "holdout_size": len(datamodule.holdout_set),
-    }
+    choice = choice_revealing(datamodule, disagree, [1.0, 1.0])
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: student)
 
     result = self_training.self_train(cfg, datamodule, teacher, probs, choice, blend=blend)
