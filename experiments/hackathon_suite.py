@@ -25,6 +25,8 @@ the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_trainin
 that a FixMatch-style consistency term in the student (`self_training=fixmatch`),
 "divdis_pretrained_self_training_fixmatch_blend" the same predicting with the mean of the
 student's and the chosen head's probabilities (`self_training.blend=true`, on mnist_sum_bis only),
+"divdis_pretrained_self_training_fixmatch_ensemble" the same with three students predicting as
+one ensemble (`self_training.students=3`, on mnist_sum_bis only),
 "divdis_pretrained_self_training_fixmatch_h256" the FixMatch variant with 256 hidden features in
 the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
@@ -106,6 +108,14 @@ VARIANTS = {
         "self_training.blend=true",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant with three students on the same pseudo-labels, predicting with their
+    # ensemble (the mean of their probabilities): the students' errors that are their own cancel.
+    "divdis_pretrained_self_training_fixmatch_ensemble": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.students=3",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -144,6 +154,7 @@ ONLY_ON = {
     "divdis_consistency_self_training_fixmatch": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_blend": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_h256": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_ensemble": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

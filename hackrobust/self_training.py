@@ -53,7 +53,7 @@ class SelfTrainingResult:
     probs: np.ndarray  # (N_target, heads, classes): what the CSV and the report read
     choice: dict | None  # the active query's result, updated when the student is used
     summary: dict  # for the report
-    student_probs: np.ndarray  # (N_target, classes): the last student's alone, used or not
+    student_probs: np.ndarray  # (N_target, classes): the last round's students' (mean), used or not
     head_probs: np.ndarray  # (N_target, classes): the chosen head's, before self-training
 
 
@@ -116,6 +116,7 @@ def self_train(
     trunk_state: dict | None = None,
     fixmatch: dict | None = None,
     blend: bool = False,
+    students: int = 1,
 ) -> SelfTrainingResult:
     """Train `rounds` students in turn, each on the previous one's pseudo-labels.
 
@@ -127,9 +128,14 @@ def self_train(
     consistency term on the unlabeled and target inputs; None trains the student like ERM.
     `blend`: use the mean of the last student's and the chosen head's probabilities (checked
     and reported in the student's place) instead of the student's alone.
+    `students`: each round trains this many students on the same pseudo-labels, one after the
+    other (so each starts from its own random state); "the student" is then their ensemble,
+    the mean of their probabilities.
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
+    if students < 1:
+        raise ValueError(f"self_training.students must be at least 1, got {students}")
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
@@ -147,14 +153,16 @@ def self_train(
         train_set = pseudo_labeled_set(
             datamodule, current_unlabeled, current_target, keep_fraction, list(revealed)
         )
-        student = _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch)
-        current_target = target_probabilities(student, target_x)[:, 0]
-        current_unlabeled = target_probabilities(student, unlabeled_x)[:, 0]
+        ensemble = [
+            _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch) for _ in range(students)
+        ]
+        current_target = _mean_probabilities(ensemble, target_x)
+        current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
         log.info("Self-training round %d: %d training rows", round_ + 1, len(train_set))
 
     student_target = current_target
     teacher_holdout = target_probabilities(teacher, holdout_x)[:, head]
-    used_target, used_holdout = student_target, target_probabilities(student, holdout_x)[:, 0]
+    used_target, used_holdout = student_target, _mean_probabilities(ensemble, holdout_x)
     if blend:
         used_target = (used_target + teacher_target) / 2
         used_holdout = (used_holdout + teacher_holdout) / 2
@@ -163,6 +171,7 @@ def self_train(
         "keep_fraction": keep_fraction,
         "fixmatch": None if fixmatch is None else dict(fixmatch),
         "blend": blend,
+        "students": students,
         "training_rows": len(train_set),
         "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
         "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
@@ -193,6 +202,11 @@ def self_train(
     return SelfTrainingResult(
         probs, choice, summary | {"used": True}, student_target, teacher_target
     )
+
+
+def _mean_probabilities(models: list[L.LightningModule], x: torch.Tensor) -> np.ndarray:
+    """(N, classes): the one-head `models`' mean class probabilities on `x`."""
+    return np.mean([target_probabilities(model, x)[:, 0] for model in models], axis=0)
 
 
 def _fit_student(

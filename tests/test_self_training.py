@@ -233,3 +233,31 @@ def test_a_blend_is_checked_and_used_as_the_mean_of_student_and_head(blend, tmp_
     else:
         assert result.summary["revealed_agreement"] == 0.0
         assert result.probs is probs
+
+
+def test_each_round_trains_the_given_number_of_students_and_uses_their_mean(tmp_path, monkeypatch):
+    """Three students per round: two read x (one surely, one faintly), one reads y faintly.
+    Their ensemble, the mean of their probabilities, follows x: it is what the CSV reads."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    x, truth = datamodule.target_set.tensors["x"], datamodule.target_set.tensors["y"].numpy()
+    probs = target_probabilities(teacher, x)
+    choice = choice_revealing(datamodule, (0, 1, 2), [1.0, 0.5])
+    members = [SignRule([0]), SignRule([0], 0.1), SignRule([1], 0.1)]
+    trained = []
+
+    def fit_student(cfg, datamodule, train_set, *_):
+        trained.append(train_set)
+        return members[(len(trained) - 1) % len(members)]
+
+    monkeypatch.setattr(self_training, "_fit_student", fit_student)
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, rounds=2, students=3)
+
+    assert len(trained) == 6  # 2 rounds of 3 students
+    expected = np.mean([target_probabilities(m, x)[:, 0] for m in members], axis=0)
+    np.testing.assert_allclose(result.student_probs, expected, rtol=1e-6)
+    np.testing.assert_allclose(result.probs[:, 0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(result.probs[:, 0].argmax(-1), truth)
+    assert result.summary["students"] == 3 and result.summary["used"] is True
+    with pytest.raises(ValueError, match="students must be at least 1"):
+        self_training.self_train(cfg, datamodule, teacher, probs, choice, students=0)
