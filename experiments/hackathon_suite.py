@@ -27,6 +27,8 @@ that a FixMatch-style consistency term in the student (`self_training=fixmatch`)
 student's and the chosen head's probabilities (`self_training.blend=true`, on mnist_sum_bis only),
 "divdis_pretrained_self_training_fixmatch_ensemble" the same with three students predicting as
 one ensemble (`self_training.students=3`, on mnist_sum_bis only),
+"divdis_pretrained_self_training_fixmatch_2rounds" the same with a second student trained on the
+first one's pseudo-labels (`self_training.rounds=2`, on mnist_sum_bis only),
 "divdis_pretrained_self_training_fixmatch_h256" the FixMatch variant with 256 hidden features in
 the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
@@ -116,6 +118,14 @@ VARIANTS = {
         "self_training.students=3",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant with a second round: a new student learns from the first one's
+    # pseudo-labels, more accurate than the head's.
+    "divdis_pretrained_self_training_fixmatch_2rounds": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.rounds=2",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -155,6 +165,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_blend": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_h256": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_ensemble": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_2rounds": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 
