@@ -36,7 +36,8 @@ the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
 low-mix set only (ONLY_ON); "oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
-4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98).
+4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98),
+"oracle_16x_cosine" the latter with the students' cosine schedule and last epoch.
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
 """
 
@@ -78,6 +79,8 @@ VARIANTS = {
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
     "oracle_4x": [*ORACLE, "dataset.generator.n_labeled=4800"],
     "oracle_16x": [*ORACLE, "dataset.generator.n_labeled=19200"],
+    # The same ceiling trained like the students: cosine schedule, last epoch.
+    "oracle_16x_cosine": [*ORACLE, "dataset.generator.n_labeled=19200", *COSINE_LAST_EPOCH],
     "divdis_self_training": ["method=divdis", "self_training=pseudo_label"],
     "divdis_transductive": ["method=divdis", "dataset.unlabeled_with_target=true"],
     # Twice the default epochs: on mnist_sum the heads were still separating at epoch 10.
@@ -159,6 +162,7 @@ ONLY_ON = {
     "topk_low_mix": {"mnist_uniform_color_low_mix_rate"},
     "oracle_4x": {"mnist_sum_bis"},
     "oracle_16x": {"mnist_sum_bis"},
+    "oracle_16x_cosine": {"mnist_sum_bis"},
     "divdis3_pretrained": {"mnist_sum_bis"},  # the one set with three features
     "divdis_pretrained_self_training_cosine": {"mnist_sum_bis"},
     "divdis_consistency_self_training_fixmatch": {"mnist_sum_bis"},
