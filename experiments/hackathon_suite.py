@@ -156,7 +156,7 @@ VARIANTS = {
     ],
 }
 # The ceilings: ERM on unambiguous labels, no query, every target row counted as submitted.
-CEILINGS = {"oracle", "oracle_4x", "oracle_16x"}
+CEILINGS = {"oracle", "oracle_4x", "oracle_16x", "oracle_16x_cosine"}
 # Variants meant for some datasets only: elsewhere they are neither run nor missing.
 ONLY_ON = {
     "topk_low_mix": {"mnist_uniform_color_low_mix_rate"},
