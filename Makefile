@@ -81,7 +81,8 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 		--methods divdis_pretrained divdis_pretrained_self_training divdis_pretrained_self_training_cosine \
 			divdis_pretrained_self_training_fixmatch divdis_consistency_self_training_fixmatch \
 			divdis_pretrained_self_training_fixmatch_blend divdis_pretrained_self_training_fixmatch_h256 \
-			oracle oracle_4x \
+			divdis_pretrained_self_training_fixmatch_ensemble divdis_pretrained_self_training_fixmatch_2rounds \
+			oracle oracle_4x oracle_16x oracle_16x_cosine \
 		--datasets mnist_sum mnist_sum_bis \
 		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
 		--out experiments/results/hackathon_suite_deep \

@@ -14,7 +14,10 @@ With `blend` the CSV reads the mean of the student's and the chosen head's proba
 two-member ensemble: the two learnt from different data (the head from the labeled rows, the
 student mostly from pseudo-labels) and miss partly different rows. On mnist_sum_bis (FixMatch
 student, 3 seeds) it changed nothing on the mean: 0.978 blended and alone, one seed up 0.005,
-one down 0.005 (`divdis_pretrained_self_training_fixmatch_blend`); off by default.
+one down 0.005 (`divdis_pretrained_self_training_fixmatch_blend`); off by default. Three
+students per round (`students`), their mean read as one, did no better there (0.977: their
+errors are shared, `divdis_pretrained_self_training_fixmatch_ensemble`), and a second round
+did worse (0.969: each second student below its first, `..._fixmatch_2rounds`).
 
 The revealed labels are left out of the student's training: its agreement with them stays a fair
 check. A student that contradicts a revealed label the chosen head got right, or that is less
