@@ -114,7 +114,7 @@ VARIANTS = {
         *COSINE_LAST_EPOCH,
     ],
     # The FixMatch variant with three students on the same pseudo-labels, predicting with their
-    # ensemble (the mean of their probabilities): the students' errors that are their own cancel.
+    # ensemble (the mean of their probabilities), so that errors of their own would cancel.
     "divdis_pretrained_self_training_fixmatch_ensemble": [
         *PRETRAINED,
         "self_training=fixmatch",
@@ -122,7 +122,7 @@ VARIANTS = {
         *COSINE_LAST_EPOCH,
     ],
     # The FixMatch variant with a second round: a new student learns from the first one's
-    # pseudo-labels, more accurate than the head's.
+    # pseudo-labels, which are more accurate than the head's.
     "divdis_pretrained_self_training_fixmatch_2rounds": [
         *PRETRAINED,
         "self_training=fixmatch",

@@ -121,7 +121,7 @@ def self_train(
     blend: bool = False,
     students: int = 1,
 ) -> SelfTrainingResult:
-    """Train `rounds` students in turn, each on the previous one's pseudo-labels.
+    """Train `rounds` rounds of students in turn, each on the previous round's pseudo-labels.
 
     `choice` is the active query's result (None without a query). If the student passes its
     checks, the result's probabilities and choice are the student's in the chosen head's place
