@@ -129,6 +129,15 @@ VARIANTS = {
         "self_training.rounds=2",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant whose students draw their rows so that every group of (pseudo-label,
+    # the other head's prediction) weighs the same: the rows where the head's rule and the
+    # spurious one disagree weigh as much as the correlated rows that outnumber them.
+    "divdis_pretrained_self_training_fixmatch_balanced": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.balance_groups=true",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -170,6 +179,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_h256": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_ensemble": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_2rounds": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_balanced": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

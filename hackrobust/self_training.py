@@ -98,6 +98,23 @@ def pseudo_labeled_set(
     )
 
 
+def group_balancing_weights(
+    teacher: L.LightningModule, head: int, train_set: TensorDict
+) -> tuple[torch.Tensor, int]:
+    """Per-row weights that give every group of `train_set` the same total, and the number of
+    groups. A row's group: its (pseudo-)label and the teacher's other heads' predictions.
+
+    The other heads read the rules the chosen one was told apart from (the spurious features),
+    so the groups where they disagree with the label are the decorrelated rows, which the
+    correlated ones outnumber; weighed alike, the student gains nothing from the spurious rules.
+    """
+    predicted = target_probabilities(teacher, train_set.tensors["x"]).argmax(-1)  # (N, heads)
+    predicted[:, head] = train_set.tensors["y"].numpy()
+    _, groups, counts = np.unique(predicted, axis=0, return_inverse=True, return_counts=True)
+    weights = 1.0 / counts[groups.reshape(-1)]
+    return torch.from_numpy(weights / weights.mean()), len(counts)
+
+
 def _share(a: np.ndarray, b: np.ndarray) -> float:
     return round(float(np.mean(a == b)), 6) if len(a) else float("nan")
 
@@ -120,6 +137,7 @@ def self_train(
     fixmatch: dict | None = None,
     blend: bool = False,
     students: int = 1,
+    balance_groups: bool = False,
 ) -> SelfTrainingResult:
     """Train `rounds` rounds of students in turn, each on the previous round's pseudo-labels.
 
@@ -134,6 +152,9 @@ def self_train(
     `students`: each round trains this many students on the same pseudo-labels, one after the
     other (so each starts from its own random state); "the student" is then their ensemble,
     the mean of their probabilities.
+    `balance_groups`: the students draw their training rows so that every group (the row's
+    label and the teacher's other heads' predictions) weighs the same
+    (`group_balancing_weights`).
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
@@ -156,8 +177,12 @@ def self_train(
         train_set = pseudo_labeled_set(
             datamodule, current_unlabeled, current_target, keep_fraction, list(revealed)
         )
+        weights, groups = (
+            group_balancing_weights(teacher, head, train_set) if balance_groups else (None, None)
+        )
         ensemble = [
-            _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch) for _ in range(students)
+            _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch, weights)
+            for _ in range(students)
         ]
         current_target = _mean_probabilities(ensemble, target_x)
         current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
@@ -175,6 +200,8 @@ def self_train(
         "fixmatch": None if fixmatch is None else dict(fixmatch),
         "blend": blend,
         "students": students,
+        "balance_groups": balance_groups,
+        **({"groups": groups} if balance_groups else {}),
         "training_rows": len(train_set),
         "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
         "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
@@ -218,10 +245,12 @@ def _fit_student(
     train_set: TensorDict,
     trunk_state: dict | None = None,
     fixmatch: dict | None = None,
+    weights: torch.Tensor | None = None,
 ) -> L.LightningModule:
     """A one-head model with the run's model, optimizer and trainer settings, from scratch (or
     from `trunk_state`, the pretrained trunk, when the run pretrained one), trained like ERM on
-    `train_set`, or like FixMatch with `fixmatch` (its unlabeled batches: unlabeled and target).
+    `train_set`, or like FixMatch with `fixmatch` (its unlabeled batches: unlabeled and target);
+    with `weights`, its rows are drawn in proportion to them.
 
     It trains for the run's epochs and keeps the last; no logger (the run's is the teacher's).
     """
@@ -240,6 +269,7 @@ def _fit_student(
         trunks_of(student.net)[0].load_state_dict(trunk_state)
     student_data = copy.copy(datamodule)
     student_data.train_set = train_set
+    student_data.train_weights = weights
     student_data.with_unlabeled = student.uses_unlabeled
     student_data.unlabeled_with_target = True
     student_data.unlabeled_batch_size = unlabeled_batch_size or datamodule.unlabeled_batch_size

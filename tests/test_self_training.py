@@ -261,3 +261,54 @@ def test_each_round_trains_the_given_number_of_students_and_uses_their_mean(tmp_
     assert result.summary["students"] == 3 and result.summary["used"] is True
     with pytest.raises(ValueError, match="students must be at least 1"):
         self_training.self_train(cfg, datamodule, teacher, probs, choice, students=0)
+
+
+def test_group_balancing_weights_give_every_group_of_label_and_other_heads_the_same_total(
+    tmp_path, monkeypatch
+):
+    """Head 0 (chosen) reads x, head 1 reads y. The groups are (label, head 1's prediction):
+    the rows where y's sign disagrees with the label weigh as much as those where it agrees,
+    and the students are given those weights."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    x = datamodule.target_set.tensors["x"]
+    probs = target_probabilities(teacher, x)
+    unlabeled = target_probabilities(teacher, datamodule.unlabeled_set.tensors["x"])
+    train_set = pseudo_labeled_set(datamodule, unlabeled[:, 0], probs[:, 0], 1.0, [])
+
+    weights, groups = self_training.group_balancing_weights(teacher, 0, train_set)
+
+    label, y_sign = train_set.tensors["y"].numpy(), (train_set.tensors["x"][:, 1] > 0).numpy()
+    keys = label * 2 + y_sign
+    assert groups == len(np.unique(keys)) == 4
+    totals = [float(weights[keys == k].sum()) for k in np.unique(keys)]
+    np.testing.assert_allclose(totals, totals[0], rtol=1e-6)
+    assert float(weights.mean()) == pytest.approx(1.0)
+    agree = label == y_sign  # the correlated rows outnumber the others, so weigh less
+    assert agree.sum() > (~agree).sum() and weights[agree].max() < weights[~agree].min()
+
+    given = []
+    monkeypatch.setattr(
+        self_training, "_fit_student", lambda *args: given.append(args[-1]) or SignRule([0])
+    )
+    choice = choice_revealing(datamodule, (0,), [1.0, 0.5])
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
+    assert given == [None] and result.summary["balance_groups"] is False
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, balance_groups=True)
+    assert given[1] is not None and len(given[1]) == result.summary["training_rows"]
+    assert result.summary["groups"] == 4
+
+
+def test_training_rows_with_weights_are_drawn_in_proportion_to_them(tmp_path):
+    cfg, datamodule = noiseless_toy(tmp_path)
+    n = len(datamodule.train_set)
+    weights = torch.zeros(n, dtype=torch.float64)
+    weights[:3] = 1.0  # only the first three rows may be drawn
+    datamodule.train_weights = weights
+    loader = datamodule.train_dataloader()["labeled"]
+    drawn = torch.cat([batch["idx"] for batch in loader])
+    assert len(drawn) == n  # an epoch still holds as many rows as the set
+    assert set(drawn.tolist()) <= set(datamodule.train_set.tensors["idx"][:3].tolist())
+    datamodule.train_weights = weights[:-1]
+    with pytest.raises(ValueError, match="one weight per training row"):
+        datamodule.train_dataloader()

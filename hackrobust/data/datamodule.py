@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from hackrobust.data.in_memory import TensorDict, pass_through
 from hackrobust.data.layout import HackathonData, save_hackathon_dir
@@ -88,6 +88,9 @@ class HackathonDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.split_seed = split_seed
         self.with_unlabeled = False  # set by methods that train on the unlabeled set
+        # Per-row weights of train_set: labeled batches are then drawn with replacement in
+        # proportion to them (set by self-training's group balancing).
+        self.train_weights: torch.Tensor | None = None
         self.data: HackathonData | None = None
 
     # ---- where the data comes from -------------------------------------------------------------
@@ -277,7 +280,17 @@ class HackathonDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> dict[str, DataLoader]:
-        loaders = {"labeled": self._loader(self.train_set, self.batch_size, shuffle=True)}
+        if self.train_weights is None:
+            labeled = self._loader(self.train_set, self.batch_size, shuffle=True)
+        else:
+            if len(self.train_weights) != len(self.train_set):
+                raise ValueError(
+                    f"train_weights has {len(self.train_weights)} rows, train_set "
+                    f"{len(self.train_set)}: give one weight per training row"
+                )
+            sampler = WeightedRandomSampler(self.train_weights, len(self.train_set))
+            labeled = self._loader(self.train_set, self.batch_size, shuffle=False, sampler=sampler)
+        loaders = {"labeled": labeled}
         if self.with_unlabeled:
             loaders["unlabeled"] = self._loader(
                 self.unlabeled_training_set(), self.unlabeled_batch_size, shuffle=True
