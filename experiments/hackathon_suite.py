@@ -138,6 +138,15 @@ VARIANTS = {
         "self_training.balance_groups=true",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant cross-fitted: two students, each trained without half of the target
+    # rows' pseudo-labels and predicting that half, so none repeats the head's label for a row
+    # it predicts.
+    "divdis_pretrained_self_training_fixmatch_crossfit": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.folds=2",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -180,6 +189,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_ensemble": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_2rounds": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_balanced": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_fixmatch_crossfit": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 

@@ -81,12 +81,13 @@ def pseudo_labeled_set(
     unlabeled_probs: np.ndarray,
     target_probs: np.ndarray,
     keep_fraction: float,
-    revealed_rows: list[int],
+    excluded_target_rows: list[int],
 ) -> TensorDict:
-    """The labeled training rows plus the confident unlabeled and target rows, pseudo-labeled."""
+    """The labeled training rows plus the confident unlabeled and target rows, pseudo-labeled,
+    but none of `excluded_target_rows` (the revealed ones; with cross-fitting, those to predict)."""
     x = torch.cat([datamodule.unlabeled_set.tensors["x"], datamodule.target_set.tensors["x"]])
     probs = np.concatenate([unlabeled_probs, target_probs])
-    exclude = len(unlabeled_probs) + np.asarray(revealed_rows, dtype=np.int64)
+    exclude = len(unlabeled_probs) + np.asarray(excluded_target_rows, dtype=np.int64)
     rows = confident_rows(probs, keep_fraction, exclude)
     labeled = datamodule.train_set.tensors
     first_idx = int(labeled["idx"].max()) + 1 if len(labeled["idx"]) else 0
@@ -115,6 +116,17 @@ def group_balancing_weights(
     return torch.from_numpy(weights / weights.mean()), len(counts)
 
 
+def target_folds(n_target: int, folds: int) -> list[np.ndarray]:
+    """The target rows each group of students predicts: all of them for `folds` 1, else
+    `folds` disjoint sets of rows drawn at random (seed 0), together all of them."""
+    if folds < 1:
+        raise ValueError(f"self_training.folds must be at least 1, got {folds}")
+    if folds == 1:
+        return [np.arange(n_target)]
+    order = np.random.default_rng(0).permutation(n_target)
+    return [np.sort(order[k::folds]) for k in range(folds)]
+
+
 def _share(a: np.ndarray, b: np.ndarray) -> float:
     return round(float(np.mean(a == b)), 6) if len(a) else float("nan")
 
@@ -138,6 +150,7 @@ def self_train(
     blend: bool = False,
     students: int = 1,
     balance_groups: bool = False,
+    folds: int = 1,
 ) -> SelfTrainingResult:
     """Train `rounds` rounds of students in turn, each on the previous round's pseudo-labels.
 
@@ -155,6 +168,10 @@ def self_train(
     `balance_groups`: the students draw their training rows so that every group (the row's
     label and the teacher's other heads' predictions) weighs the same
     (`group_balancing_weights`).
+    `folds`: cross-fitting. The target rows are split into this many folds, and each fold's
+    students train without that fold's pseudo-labels and predict it; so no target row is
+    predicted by a student that was taught the head's label for it (which it would repeat,
+    wrong or right). Each round then trains `folds` x `students` students.
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
@@ -173,18 +190,30 @@ def self_train(
     teacher_target = probs[:, head]
     current_target = teacher_target
     current_unlabeled = target_probabilities(teacher, unlabeled_x)[:, head]
+    folded = target_folds(len(target_x), folds)
     for round_ in range(rounds):
-        train_set = pseudo_labeled_set(
-            datamodule, current_unlabeled, current_target, keep_fraction, list(revealed)
-        )
-        weights, groups = (
-            group_balancing_weights(teacher, head, train_set) if balance_groups else (None, None)
-        )
-        ensemble = [
-            _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch, weights)
-            for _ in range(students)
-        ]
-        current_target = _mean_probabilities(ensemble, target_x)
+        next_target, ensemble = np.empty_like(current_target), []
+        for predicted in folded:
+            held_out = predicted.tolist() if folds > 1 else []
+            train_set = pseudo_labeled_set(
+                datamodule,
+                current_unlabeled,
+                current_target,
+                keep_fraction,
+                sorted({*revealed, *held_out}),
+            )
+            weights, groups = (
+                group_balancing_weights(teacher, head, train_set)
+                if balance_groups
+                else (None, None)
+            )
+            fold_students = [
+                _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch, weights)
+                for _ in range(students)
+            ]
+            next_target[predicted] = _mean_probabilities(fold_students, target_x[predicted])
+            ensemble += fold_students
+        current_target = next_target
         current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
         log.info("Self-training round %d: %d training rows", round_ + 1, len(train_set))
 
@@ -200,6 +229,7 @@ def self_train(
         "fixmatch": None if fixmatch is None else dict(fixmatch),
         "blend": blend,
         "students": students,
+        "folds": folds,
         "balance_groups": balance_groups,
         **({"groups": groups} if balance_groups else {}),
         "training_rows": len(train_set),

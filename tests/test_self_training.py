@@ -312,3 +312,37 @@ def test_training_rows_with_weights_are_drawn_in_proportion_to_them(tmp_path):
     datamodule.train_weights = weights[:-1]
     with pytest.raises(ValueError, match="one weight per training row"):
         datamodule.train_dataloader()
+
+
+def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_labels(
+    tmp_path, monkeypatch
+):
+    """`folds` 2: two students, each trained without one fold's target rows (nor the revealed
+    ones) and predicting that fold; the holdout and next round read both."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    x = datamodule.target_set.tensors["x"]
+    probs = target_probabilities(teacher, x)
+    choice = choice_revealing(datamodule, (0, 1), [1.0, 0.5])
+    excluded = []
+    build = self_training.pseudo_labeled_set
+    monkeypatch.setattr(
+        self_training,
+        "pseudo_labeled_set",
+        lambda *args: excluded.append(sorted(args[-1])) or build(*args),
+    )
+    members = [SignRule([0]), SignRule([0], 0.5)]
+    monkeypatch.setattr(self_training, "_fit_student", lambda *_: members[len(excluded) - 1])
+
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, folds=2)
+
+    folds = self_training.target_folds(len(x), 2)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(x)))
+    for fold, rows, member in zip(folds, excluded, members, strict=True):
+        assert rows == sorted({0, 1, *fold.tolist()})
+        expected = target_probabilities(member, x[fold])[:, 0]
+        np.testing.assert_allclose(result.student_probs[fold], expected, rtol=1e-6)
+    assert result.summary["folds"] == 2 and result.summary["used"] is True
+    assert self_training.target_folds(len(x), 1)[0].tolist() == list(range(len(x)))
+    with pytest.raises(ValueError, match="folds must be at least 1"):
+        self_training.target_folds(len(x), 0)
