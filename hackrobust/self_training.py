@@ -119,8 +119,11 @@ def group_balancing_weights(
 def target_folds(n_target: int, folds: int) -> list[np.ndarray]:
     """The target rows each group of students predicts: all of them for `folds` 1, else
     `folds` disjoint sets of rows drawn at random (seed 0), together all of them."""
-    if folds < 1:
-        raise ValueError(f"self_training.folds must be at least 1, got {folds}")
+    if not 1 <= folds <= max(n_target, 1):
+        raise ValueError(
+            f"self_training.folds must be at least 1 and at most the {n_target} target rows, "
+            f"got {folds}"
+        )
     if folds == 1:
         return [np.arange(n_target)]
     order = np.random.default_rng(0).permutation(n_target)

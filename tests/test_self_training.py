@@ -344,5 +344,6 @@ def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_
         np.testing.assert_allclose(result.student_probs[fold], expected, rtol=1e-6)
     assert result.summary["folds"] == 2 and result.summary["used"] is True
     assert self_training.target_folds(len(x), 1)[0].tolist() == list(range(len(x)))
-    with pytest.raises(ValueError, match="folds must be at least 1"):
-        self_training.target_folds(len(x), 0)
+    for folds in (0, len(x) + 1):
+        with pytest.raises(ValueError, match="folds must be at least 1 and at most"):
+            self_training.target_folds(len(x), folds)
