@@ -69,6 +69,8 @@ class SelfTrainingResult:
     summary: dict  # for the report
     student_probs: np.ndarray  # (N_target, classes): the last round's students' (mean), used or not
     head_probs: np.ndarray  # (N_target, classes): the chosen head's, before self-training
+    # (N_target,) bool: whether the students predicting the row trained on its pseudo-label
+    taught: np.ndarray
 
 
 def confident_rows(probs: np.ndarray, keep_fraction: float, exclude: np.ndarray) -> np.ndarray:
@@ -87,6 +89,19 @@ def confident_rows(probs: np.ndarray, keep_fraction: float, exclude: np.ndarray)
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
 
 
+def pseudo_label_rows(
+    unlabeled_probs: np.ndarray,
+    target_probs: np.ndarray,
+    keep_fraction: float,
+    excluded_target_rows: list[int],
+) -> np.ndarray:
+    """Rows of the unlabeled then the target inputs (one index over both) to pseudo-label: the
+    confident ones (`confident_rows`), but none of `excluded_target_rows`."""
+    probs = np.concatenate([unlabeled_probs, target_probs])
+    exclude = len(unlabeled_probs) + np.asarray(excluded_target_rows, dtype=np.int64)
+    return confident_rows(probs, keep_fraction, exclude)
+
+
 def pseudo_labeled_set(
     datamodule: HackathonDataModule,
     unlabeled_probs: np.ndarray,
@@ -98,8 +113,7 @@ def pseudo_labeled_set(
     but none of `excluded_target_rows` (the revealed ones; with cross-fitting, those to predict)."""
     x = torch.cat([datamodule.unlabeled_set.tensors["x"], datamodule.target_set.tensors["x"]])
     probs = np.concatenate([unlabeled_probs, target_probs])
-    exclude = len(unlabeled_probs) + np.asarray(excluded_target_rows, dtype=np.int64)
-    rows = confident_rows(probs, keep_fraction, exclude)
+    rows = pseudo_label_rows(unlabeled_probs, target_probs, keep_fraction, excluded_target_rows)
     labeled = datamodule.train_set.tensors
     first_idx = int(labeled["idx"].max()) + 1 if len(labeled["idx"]) else 0
     return TensorDict(
@@ -205,17 +219,17 @@ def self_train(
     current_target = teacher_target
     current_unlabeled = target_probabilities(teacher, unlabeled_x)[:, head]
     folded = target_folds(len(target_x), folds)
+    taught = np.zeros(len(target_x), dtype=bool)
     for round_ in range(rounds):
         next_target, ensemble = np.empty_like(current_target), []
         for predicted in folded:
             held_out = predicted.tolist() if folds > 1 else []
+            excluded = sorted({*revealed, *held_out})
             train_set = pseudo_labeled_set(
-                datamodule,
-                current_unlabeled,
-                current_target,
-                keep_fraction,
-                sorted({*revealed, *held_out}),
+                datamodule, current_unlabeled, current_target, keep_fraction, excluded
             )
+            kept = pseudo_label_rows(current_unlabeled, current_target, keep_fraction, excluded)
+            taught[predicted] = np.isin(predicted + len(current_unlabeled), kept)
             weights, groups = (
                 group_balancing_weights(teacher, head, train_set)
                 if balance_groups
@@ -247,6 +261,7 @@ def self_train(
         "balance_groups": balance_groups,
         **({"groups": groups} if balance_groups else {}),
         "training_rows": len(train_set),
+        "taught_target_rows": int(taught.sum()),
         "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
         "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
         "holdout_accuracy": _share(used_holdout.argmax(-1), holdout_y.numpy()),
@@ -264,7 +279,7 @@ def self_train(
     if rejected:
         log.warning("Self-training: kept the chosen head; the student %s", rejected)
         summary |= {"used": False, "rejected_because": rejected}
-        return SelfTrainingResult(probs, choice, summary, student_target, teacher_target)
+        return SelfTrainingResult(probs, choice, summary, student_target, teacher_target, taught)
 
     probs = probs.copy()
     probs[:, head] = used_target
@@ -274,7 +289,7 @@ def self_train(
         if "holdout_scores" in choice:
             choice["holdout_scores"] = confidence(used_holdout, choice["atc_score"]).tolist()
     return SelfTrainingResult(
-        probs, choice, summary | {"used": True}, student_target, teacher_target
+        probs, choice, summary | {"used": True}, student_target, teacher_target, taught
     )
 
 

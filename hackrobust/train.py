@@ -135,6 +135,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 ):
                     accuracy = score_target(predicted, datamodule)["target/final_acc"]
                     metrics[f"self_training/{name}"] = accuracy
+                # The student's accuracy on the target rows it was taught the head's label for,
+                # and on the others, which it had to work out.
+                hits = self_training.student_probs.argmax(-1) == datamodule.to_class_index(
+                    datamodule.data.y_target
+                )
+                for name, rows in (
+                    ("taught", self_training.taught),
+                    ("untaught", ~self_training.taught),
+                ):
+                    if rows.any():
+                        metrics[f"self_training/student_acc_{name}"] = float(hits[rows].mean())
             if trainer.is_global_zero:
                 dashboards.log_final_scores(trainer.loggers, final_scores)
             log.info(

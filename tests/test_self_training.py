@@ -73,6 +73,14 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
     assert metrics["self_training/holdout_acc"] == summary["holdout_accuracy"]
     assert metrics["self_training/used"] == float(summary["used"])
     assert 0 <= metrics["self_training/student_acc"] <= 1
+    # Split by whether the student was taught the row's pseudo-label, the same accuracy.
+    taught, n_target = summary["taught_target_rows"], len(datamodule.target_set)
+    assert 0 < taught < n_target
+    split = (
+        metrics["self_training/student_acc_taught"] * taught
+        + metrics["self_training/student_acc_untaught"] * (n_target - taught)
+    ) / n_target
+    assert split == pytest.approx(metrics["self_training/student_acc"])
     used = "student_acc" if summary["used"] else "chosen_head_acc"
     assert metrics["target/final_acc"] == metrics[f"self_training/{used}"]
 
@@ -343,7 +351,30 @@ def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_
         expected = target_probabilities(member, x[fold])[:, 0]
         np.testing.assert_allclose(result.student_probs[fold], expected, rtol=1e-6)
     assert result.summary["folds"] == 2 and result.summary["used"] is True
+    assert not result.taught.any() and result.summary["taught_target_rows"] == 0
     assert self_training.target_folds(len(x), 1)[0].tolist() == list(range(len(x)))
     for folds in (0, len(x) + 1):
         with pytest.raises(ValueError, match="folds must be at least 1 and at most"):
             self_training.target_folds(len(x), folds)
+
+
+def test_taught_marks_the_target_rows_the_student_trained_on(tmp_path, monkeypatch):
+    """Without cross-fitting, a target row is taught when its pseudo-label is in the student's
+    training set: kept by confidence, and never a revealed row."""
+    import hydra
+
+    cfg = compose_train(offline_overrides("toy", tmp_path), tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    teacher = SignRule([0, 1], 0.1)  # unsaturated: its confidence varies from row to row
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    choice = choice_revealing(datamodule, (0, 1), [1.0, 0.5])
+    monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0]))
+
+    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, keep_fraction=0.5)
+
+    unlabeled = target_probabilities(teacher, datamodule.unlabeled_set.tensors["x"])[:, 0]
+    kept = self_training.pseudo_label_rows(unlabeled, probs[:, 0], 0.5, [0, 1]) - len(unlabeled)
+    np.testing.assert_array_equal(np.flatnonzero(result.taught), kept[kept >= 0])
+    assert not result.taught[[0, 1]].any()
+    assert 0 < result.summary["taught_target_rows"] < len(probs)
