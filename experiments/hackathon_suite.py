@@ -31,6 +31,8 @@ one ensemble (`self_training.students=3`, on mnist_sum_bis only),
 first one's pseudo-labels (`self_training.rounds=2`, on mnist_sum_bis only),
 "divdis_pretrained_self_training_fixmatch_h256" the FixMatch variant with 256 hidden features in
 the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
+"divdis_pretrained_self_training_fixmatch_keep90" the FixMatch variant pseudo-labeling 90% of each
+predicted class instead of 80% (`self_training.keep_fraction=0.9`, on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
 (`method.consistency={}`, on mnist_sum_bis only);
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
