@@ -157,6 +157,15 @@ VARIANTS = {
         "self_training.keep_fraction=0.9",
         *COSINE_LAST_EPOCH,
     ],
+    # The FixMatch variant with three DivDis heads, one per digit of mnist_sum_bis: with two, the
+    # second head reads a blend of the other two digits, and the first may still lean on them
+    # where they agree with each other and not with it.
+    "divdis3_pretrained_self_training_fixmatch": [
+        *PRETRAINED,
+        "method.num_heads=3",
+        "self_training=fixmatch",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -201,6 +210,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_balanced": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_crossfit": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_keep90": {"mnist_sum_bis"},
+    "divdis3_pretrained_self_training_fixmatch": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 
