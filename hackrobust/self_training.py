@@ -110,14 +110,12 @@ def pseudo_labeled_set(
     datamodule: HackathonDataModule,
     unlabeled_probs: np.ndarray,
     target_probs: np.ndarray,
-    keep_fraction: float,
-    excluded_target_rows: list[int],
+    rows: np.ndarray,
 ) -> TensorDict:
-    """The labeled training rows plus the confident unlabeled and target rows, pseudo-labeled,
-    but none of `excluded_target_rows` (the revealed ones; with cross-fitting, those to predict)."""
+    """The labeled training rows plus `rows` of the unlabeled then the target inputs (one index
+    over both, as `pseudo_label_rows` gives them), labeled with their most probable class."""
     x = torch.cat([datamodule.unlabeled_set.tensors["x"], datamodule.target_set.tensors["x"]])
     probs = np.concatenate([unlabeled_probs, target_probs])
-    rows = pseudo_label_rows(unlabeled_probs, target_probs, keep_fraction, excluded_target_rows)
     labeled = datamodule.train_set.tensors
     first_idx = int(labeled["idx"].max()) + 1 if len(labeled["idx"]) else 0
     return TensorDict(
@@ -226,19 +224,20 @@ def self_train(
     taught = np.zeros(len(target_x), dtype=bool)
     for round_ in range(rounds):
         next_target, ensemble = np.empty_like(current_target), []
+        fold_rows, fold_groups = [], []  # per fold: training rows, groups (balance_groups)
         for predicted in folded:
             held_out = predicted.tolist() if folds > 1 else []
             excluded = sorted({*revealed, *held_out})
-            train_set = pseudo_labeled_set(
-                datamodule, current_unlabeled, current_target, keep_fraction, excluded
-            )
             kept = pseudo_label_rows(current_unlabeled, current_target, keep_fraction, excluded)
+            train_set = pseudo_labeled_set(datamodule, current_unlabeled, current_target, kept)
             taught[predicted] = np.isin(predicted + len(current_unlabeled), kept)
             weights, groups = (
                 group_balancing_weights(teacher, head, train_set)
                 if balance_groups
                 else (None, None)
             )
+            fold_rows.append(len(train_set))
+            fold_groups.append(groups)
             fold_students = [
                 _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch, weights)
                 for _ in range(students)
@@ -247,7 +246,7 @@ def self_train(
             ensemble += fold_students
         current_target = next_target
         current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
-        log.info("Self-training round %d: %d training rows", round_ + 1, len(train_set))
+        log.info("Self-training round %d: %s training rows", round_ + 1, fold_rows)
 
     student_target = current_target
     teacher_holdout = target_probabilities(teacher, holdout_x)[:, head]
@@ -263,10 +262,13 @@ def self_train(
         "students": students,
         "folds": folds,
         "balance_groups": balance_groups,
-        **({"groups": groups} if balance_groups else {}),
-        "training_rows": len(train_set),
+        # The last round's; with folds, the mean over the folds, and each fold's beside it.
+        **({"groups": round(float(np.mean(fold_groups)))} if balance_groups else {}),
+        "training_rows": round(float(np.mean(fold_rows))),
+        "pseudo_labeled_rows": round(float(np.mean(fold_rows))) - len(datamodule.train_set),
+        **({"training_rows_per_fold": fold_rows} if folds > 1 else {}),
+        **({"groups_per_fold": fold_groups} if folds > 1 and balance_groups else {}),
         "taught_target_rows": int(taught.sum()),
-        "pseudo_labeled_rows": len(train_set) - len(datamodule.train_set),
         "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
         "holdout_accuracy": _share(used_holdout.argmax(-1), holdout_y.numpy()),
         "chosen_head_holdout_accuracy": _share(teacher_holdout.argmax(-1), holdout_y.numpy()),

@@ -12,7 +12,7 @@ import torch
 from hackrobust import self_training
 from hackrobust.methods import FixMatch
 from hackrobust.query.callback import target_probabilities
-from hackrobust.self_training import confident_rows, pseudo_labeled_set
+from hackrobust.self_training import confident_rows, pseudo_label_rows, pseudo_labeled_set
 from hackrobust.submission import read_submission
 from hackrobust.train import train
 
@@ -44,7 +44,8 @@ def test_pseudo_labeled_set_adds_unlabeled_and_target_rows_but_never_revealed_on
     unlabeled_probs = rng.dirichlet([1, 1], n_unlabeled)
     target_probs = rng.dirichlet([1, 1], n_target)
     revealed = [0, 3]
-    train_set = pseudo_labeled_set(datamodule, unlabeled_probs, target_probs, 1.0, revealed)
+    rows = pseudo_label_rows(unlabeled_probs, target_probs, 1.0, revealed)
+    train_set = pseudo_labeled_set(datamodule, unlabeled_probs, target_probs, rows)
 
     rows = train_set.tensors
     n_labeled = len(datamodule.train_set)
@@ -282,7 +283,8 @@ def test_group_balancing_weights_give_every_group_of_label_and_other_heads_the_s
     x = datamodule.target_set.tensors["x"]
     probs = target_probabilities(teacher, x)
     unlabeled = target_probabilities(teacher, datamodule.unlabeled_set.tensors["x"])
-    train_set = pseudo_labeled_set(datamodule, unlabeled[:, 0], probs[:, 0], 1.0, [])
+    rows = pseudo_label_rows(unlabeled[:, 0], probs[:, 0], 1.0, [])
+    train_set = pseudo_labeled_set(datamodule, unlabeled[:, 0], probs[:, 0], rows)
 
     weights, groups = self_training.group_balancing_weights(teacher, 0, train_set)
 
@@ -333,10 +335,10 @@ def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_
     probs = target_probabilities(teacher, x)
     choice = choice_revealing(datamodule, (0, 1), [1.0, 0.5])
     excluded = []
-    build = self_training.pseudo_labeled_set
+    build = self_training.pseudo_label_rows
     monkeypatch.setattr(
         self_training,
-        "pseudo_labeled_set",
+        "pseudo_label_rows",
         lambda *args: excluded.append(sorted(args[-1])) or build(*args),
     )
     members = [SignRule([0]), SignRule([0], 0.5)]
@@ -351,6 +353,13 @@ def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_
         expected = target_probabilities(member, x[fold])[:, 0]
         np.testing.assert_allclose(result.student_probs[fold], expected, rtol=1e-6)
     assert result.summary["folds"] == 2 and result.summary["used"] is True
+    unlabeled = target_probabilities(teacher, datamodule.unlabeled_set.tensors["x"])[:, 0]
+    per_fold = [
+        len(datamodule.train_set) + len(build(unlabeled, probs[:, 0], 0.8, rows))
+        for rows in excluded
+    ]
+    assert result.summary["training_rows_per_fold"] == per_fold
+    assert result.summary["training_rows"] == round(np.mean(per_fold))
     assert not result.taught.any() and result.summary["taught_target_rows"] == 0
     assert self_training.target_folds(len(x), 1)[0].tolist() == list(range(len(x)))
     for folds in (0, len(x) + 1):

@@ -59,8 +59,10 @@ class Consistency:
         self.threshold = threshold
         self.noise_std = noise_std
         self.erase_area = erase_area
-        self.erase_square = v2.RandomErasing(
-            p=1.0, scale=(erase_area, erase_area), ratio=(1.0, 1.0), value=0
+        self.erase_square = (
+            v2.RandomErasing(p=1.0, scale=(erase_area, erase_area), ratio=(1.0, 1.0), value=0)
+            if erase_area
+            else None
         )
 
     def strong_view(self, x: torch.Tensor) -> torch.Tensor:
