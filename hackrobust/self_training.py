@@ -53,7 +53,7 @@ import hydra
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hackrobust.data.datamodule import UNKNOWN, HackathonDataModule
 from hackrobust.data.in_memory import TensorDict
@@ -181,6 +181,7 @@ def self_train(
     students: int = 1,
     balance_groups: bool = False,
     folds: int = 1,
+    epochs: int | None = None,
 ) -> SelfTrainingResult:
     """Train `rounds` rounds of students in turn, each on the previous round's pseudo-labels.
 
@@ -202,11 +203,15 @@ def self_train(
     students train without that fold's pseudo-labels and predict it; so no target row is
     predicted by a student that was taught the head's label for it (which it would repeat,
     wrong or right). Each round then trains `folds` x `students` students.
+    `epochs`: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule that
+    reads `trainer.max_epochs` (the cosine one) follows them.
     """
     if rounds < 1:
         raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
     if students < 1:
         raise ValueError(f"self_training.students must be at least 1, got {students}")
+    if epochs is not None:
+        cfg = with_epochs(cfg, epochs)
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
@@ -261,6 +266,7 @@ def self_train(
         "blend": blend,
         "students": students,
         "folds": folds,
+        "epochs": epochs,
         "balance_groups": balance_groups,
         # The last round's; with folds, the mean over the folds, and each fold's beside it.
         **({"groups": round(float(np.mean(fold_groups)))} if balance_groups else {}),
@@ -297,6 +303,16 @@ def self_train(
     return SelfTrainingResult(
         probs, choice, summary | {"used": True}, student_target, teacher_target, taught
     )
+
+
+def with_epochs(cfg: DictConfig, epochs: int) -> DictConfig:
+    """A copy of `cfg` whose trainer runs `epochs` epochs; what interpolates
+    `trainer.max_epochs` (a cosine schedule's length) follows."""
+    if epochs < 1:
+        raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.update(cfg, "trainer.max_epochs", epochs)
+    return cfg
 
 
 def _mean_probabilities(models: list[L.LightningModule], x: torch.Tensor) -> np.ndarray:

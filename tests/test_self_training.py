@@ -387,3 +387,33 @@ def test_taught_marks_the_target_rows_the_student_trained_on(tmp_path, monkeypat
     np.testing.assert_array_equal(np.flatnonzero(result.taught), kept[kept >= 0])
     assert not result.taught[[0, 1]].any()
     assert 0 < result.summary["taught_target_rows"] < len(probs)
+
+
+def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_path, monkeypatch):
+    """`epochs` sets the students' epochs, not the run's; the cosine schedule's length, which
+    reads trainer.max_epochs, follows."""
+    import hydra
+
+    cfg = compose_train(
+        [*offline_overrides("toy", tmp_path), "scheduler=cosine", "trainer.max_epochs=1"], tmp_path
+    )
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    real_fit_student, fitted = self_training._fit_student, []
+    monkeypatch.setattr(
+        self_training,
+        "_fit_student",
+        lambda *args: fitted.append((args[0], real_fit_student(*args))) or fitted[-1][1],
+    )
+
+    result = self_training.self_train(cfg, datamodule, teacher, probs, None, epochs=3)
+
+    student_cfg, student = fitted[0]
+    assert student.trainer.current_epoch == 3 and result.summary["epochs"] == 3
+    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
+    assert hydra.utils.instantiate(student_cfg.method.scheduler)(optimizer).T_max == 3
+    assert cfg.trainer.max_epochs == 1  # the run's own config is left alone
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        self_training.self_train(cfg, datamodule, teacher, probs, None, epochs=0)
