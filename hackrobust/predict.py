@@ -53,6 +53,7 @@ def _gather_uneven(trainer: L.Trainer, idx: torch.Tensor, probs: torch.Tensor):
 
 
 def write_outputs(
+    labels: np.ndarray,
     probs: np.ndarray,
     label_values: np.ndarray,
     head: int,
@@ -60,8 +61,7 @@ def write_outputs(
     predictions_path: str | Path | None,
     overwrite: bool,
 ) -> Path:
-    """Write the CSV (labels of `head`, in label values) and the per-head probabilities."""
-    labels = label_values[probs[:, head].argmax(axis=-1)]
+    """Write the CSV (`labels`, label values) and the per-head probabilities, `head` chosen."""
     path = write_submission(labels, submission_path, label_values=label_values, overwrite=overwrite)
     if predictions_path:
         save_predictions(
@@ -69,6 +69,22 @@ def write_outputs(
         )
     log.info("Wrote %d labels (head %d) to %s", len(labels), head, path)
     return path
+
+
+def submitted_labels(
+    probs: np.ndarray, label_values: np.ndarray, revealed: dict[int, int]
+) -> np.ndarray:
+    """Label values of the most probable class of each row of `probs` (N, classes), but the
+    revealed label (value) on each row of `revealed` (datum_id: label): it is known."""
+    labels = label_values[probs.argmax(axis=-1)]
+    for datum_id, label in revealed.items():
+        if label not in label_values:
+            raise ValueError(
+                f"revealed label {label!r} of target row {datum_id} is not one of the dataset's "
+                f"label values {label_values.tolist()}: the ledger is for another dataset?"
+            )
+        labels[datum_id] = label
+    return labels
 
 
 def score_target(predicted: np.ndarray, datamodule: HackathonDataModule) -> dict[str, float]:

@@ -20,7 +20,7 @@ from hackrobust import dashboards
 from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
-from hackrobust.predict import predict_target, score_target, write_outputs
+from hackrobust.predict import predict_target, score_target, submitted_labels, write_outputs
 from hackrobust.pretrain import pretrain_trunk, trunk_state
 from hackrobust.query import ActiveQuery
 from hackrobust.query.report import build_report, summary_line, write_report
@@ -97,8 +97,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             probs, choice = self_training.probs, self_training.choice
             metrics["self_training/holdout_acc"] = self_training.summary["holdout_accuracy"]
             metrics["self_training/used"] = float(self_training.summary["used"])
+        # The revealed rows are known: the CSV carries their labels whatever the head predicts.
+        revealed = {q["datum_id"]: q["label"] for q in (choice or {}).get("queries", [])}
+        submitted = submitted_labels(probs[:, head], datamodule.label_values, revealed)
         if trainer.is_global_zero:
             write_outputs(
+                submitted,
                 probs,
                 datamodule.label_values,
                 head,
@@ -118,6 +122,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 if submission.get("class_balance_bound", True)
                 else None,
             )
+            predicted = datamodule.label_values[probs[:, head].argmax(-1)]
+            report["revealed_rows_relabeled"] = int((submitted != predicted).sum())
             if self_training is not None:
                 report["self_training"] = self_training.summary
             write_report(
@@ -126,7 +132,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             print(summary_line(report))  # the verdict, on the console whatever the logging
             dashboards.log_report(trainer.loggers, report)
         if datamodule.data.has_answer_key:
-            final_scores = score_target(probs[:, head].argmax(-1), datamodule)
+            final_scores = score_target(datamodule.to_class_index(submitted), datamodule)
             metrics |= final_scores
             if self_training is not None:  # the student's and the head's, whichever was used
                 for name, predicted in (

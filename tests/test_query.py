@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from hackrobust.query import choose_head, expected_information_gain
 from hackrobust.submission import read_submission
@@ -92,9 +93,25 @@ def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
     assert 0 <= low <= report["estimated_target_accuracy"] <= high <= 1
     labels = read_submission(tmp_path / "submission.csv")
     head = report["chosen_head"]
-    predictions = np.load(tmp_path / "predictions.npz")
-    np.testing.assert_array_equal(labels, predictions["predicted"][:, head])
+    predicted = np.load(tmp_path / "predictions.npz")["predicted"][:, head]
+    revealed = {int(d): label for d, label in ledger["revealed"].items()}
+    rows = sorted(revealed)
+    # The CSV is the head's predictions, but every revealed row carries its revealed label.
+    np.testing.assert_array_equal(np.delete(labels, rows), np.delete(predicted, rows))
+    assert [labels[d] for d in rows] == [revealed[d] for d in rows]
+    assert report["revealed_rows_relabeled"] == sum(predicted[d] != revealed[d] for d in rows)
     assert int(objects["method"].chosen_head) == head
+
+
+def test_revealed_labels_replace_the_predictions_of_their_rows():
+    from hackrobust.predict import submitted_labels
+
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    label_values = np.array([3, 7])
+    labels = submitted_labels(probs, label_values, {0: 7, 1: 7})
+    assert labels.tolist() == [7, 7, 3]  # row 0 relabeled, row 1 already right, row 2 untouched
+    with pytest.raises(ValueError, match="revealed label 5 of target row 2 is not one of"):
+        submitted_labels(probs, label_values, {2: 5})
 
 
 def test_queries_spread_over_the_disagreement_region_and_catch_heads_that_are_both_wrong():

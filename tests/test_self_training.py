@@ -82,13 +82,21 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
         + metrics["self_training/student_acc_untaught"] * (n_target - taught)
     ) / n_target
     assert split == pytest.approx(metrics["self_training/student_acc"])
+    # The CSV: the used model's labels, and the revealed rows' labels (each relabeled one was
+    # wrong and is now right).
     used = "student_acc" if summary["used"] else "chosen_head_acc"
-    assert metrics["target/final_acc"] == metrics[f"self_training/{used}"]
+    relabeled = report["revealed_rows_relabeled"] / n_target
+    assert metrics["target/final_acc"] == pytest.approx(
+        metrics[f"self_training/{used}"] + relabeled
+    )
 
     head = report["chosen_head"]
     labels = read_submission(tmp_path / "submission.csv")
     probs = objects["probs"]
-    np.testing.assert_array_equal(labels, datamodule.label_values[probs[:, head].argmax(-1)])
+    revealed = [q["datum_id"] for q in report["revealed"]]
+    predicted = datamodule.label_values[probs[:, head].argmax(-1)]
+    np.testing.assert_array_equal(np.delete(labels, revealed), np.delete(predicted, revealed))
+    assert (labels[revealed] == datamodule.data.y_target[revealed]).all()
     if summary["used"]:  # the student's held-out accuracy is the one the report estimates from
         assert report["holdout_accuracy"][head] == summary["holdout_accuracy"]
     assert metrics["target/final_acc"] == pytest.approx(
