@@ -175,6 +175,12 @@ VARIANTS = {
         "self_training.epochs=30",
         *COSINE_LAST_EPOCH,
     ],
+    # The plain student (no consistency term) trained as long, 30 epochs: is it the length alone?
+    "divdis_pretrained_self_training_cosine_student30": [
+        *PRETRAINED_SELF_TRAINING,
+        "self_training.epochs=30",
+        *COSINE_LAST_EPOCH,
+    ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
     "divdis_pretrained_self_training_fixmatch_h256": [
         *PRETRAINED,
@@ -221,6 +227,7 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_keep90": {"mnist_sum_bis"},
     "divdis3_pretrained_self_training_fixmatch": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_fixmatch_student30": {"mnist_sum_bis"},
+    "divdis_pretrained_self_training_cosine_student30": {"mnist_sum_bis"},
 }
 RESULTS = Path(__file__).parent / "results"
 
