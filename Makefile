@@ -83,7 +83,9 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 			divdis_pretrained_self_training_fixmatch_blend divdis_pretrained_self_training_fixmatch_h256 \
 			divdis_pretrained_self_training_fixmatch_ensemble divdis_pretrained_self_training_fixmatch_2rounds \
 			divdis_pretrained_self_training_fixmatch_balanced divdis_pretrained_self_training_fixmatch_crossfit \
-			divdis_pretrained_self_training_fixmatch_keep90 \
+			divdis_pretrained_self_training_fixmatch_keep90 divdis3_pretrained_self_training_fixmatch \
+			divdis_pretrained_self_training_fixmatch_student30 \
+			divdis_pretrained_self_training_cosine_student30 \
 			oracle oracle_4x oracle_16x oracle_16x_cosine \
 		--datasets mnist_sum mnist_sum_bis \
 		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
