@@ -86,7 +86,7 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 			divdis_pretrained_self_training_fixmatch_keep90 divdis3_pretrained_self_training_fixmatch \
 			divdis_pretrained_self_training_fixmatch_student30 \
 			divdis_pretrained_self_training_cosine_student30 \
-			oracle oracle_4x oracle_16x oracle_16x_cosine \
+			erm oracle oracle_4x oracle_16x oracle_16x_cosine \
 		--datasets mnist_sum mnist_sum_bis \
 		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
 		--out experiments/results/hackathon_suite_deep \
