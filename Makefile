@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
-	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-mix-rate \
+	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
+	study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -92,6 +93,14 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 		--out experiments/results/hackathon_suite_deep \
 		--title "The hackathon suite: overlaid digits with a third conv block" \
 		--note "The small CNN with three conv blocks (model.cnn_blocks=3) at the default width, 32."
+
+study-hackathon-fresh-seeds: $(STAMP) ## Study: the mnist_sum_bis recipe on seeds 3 and 4, not the ones it was chosen on
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis_pretrained_self_training_fixmatch_student30 --datasets mnist_sum_bis \
+		--seeds 3 4 --extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_fresh_seeds \
+		--title "The mnist_sum_bis recipe on fresh seeds" \
+		--note "Chosen among many variants on seeds 0 to 2; seeds 3 and 4 check it was not luck."
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \
