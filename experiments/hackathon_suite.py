@@ -313,8 +313,10 @@ def table(records: list[dict]) -> str:
 def plot(records: list[dict], datasets: list[str], methods: list[str], path: Path) -> None:
     """Per dataset (one row each), the score each method earned (mean over seeds) beside the
     default: a method left of the black tick loses points against not submitting."""
-    figure, axes = new_figure((8, 1.2 + 0.4 * len(datasets)))
     shown = [m for m in methods if any(r["method"] == m for r in records)]
+    # Tall enough for one legend line per method, wide enough for the longest name.
+    height = max(1.2 + 0.4 * len(datasets), 0.6 + 0.16 * (len(shown) + 1))
+    figure, axes = new_figure((5 + 0.06 * max(map(len, shown), default=0), height))
     for i, method in enumerate(shown):
         offset = 0.6 * (i - (len(shown) - 1) / 2) / max(1, len(shown))
         points = []
@@ -325,7 +327,8 @@ def plot(records: list[dict], datasets: list[str], methods: list[str], path: Pat
                 points.append((np.mean(scores), row + offset))
         if points:
             x, y = np.array(points).T
-            axes.scatter(x, y, s=18, label=method, zorder=3)
+            marker = "os^D"[i // 10 % 4]  # the colours repeat after ten methods, markers differ
+            axes.scatter(x, y, s=18, marker=marker, label=method, zorder=3)
     axes.scatter(
         [default_score(d) for d in datasets],
         range(len(datasets)),
