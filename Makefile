@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
 	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
-	study-mix-rate \
+	study-mnist-bar study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -93,6 +93,9 @@ study-hackathon-deep: $(STAMP) ## Study: the overlaid-digit sets with a third co
 		--out experiments/results/hackathon_suite_deep \
 		--title "The hackathon suite: overlaid digits with a third conv block" \
 		--note "The small CNN with three conv blocks (model.cnn_blocks=3) at the default width, 32."
+
+study-mnist-bar: $(STAMP) ## Table: every MNIST set's recipe against 0.98, ERM beside it (reads the studies' records)
+	$(STUDY)/mnist_bar.py
 
 study-hackathon-fresh-seeds: $(STAMP) ## Study: the mnist_sum_bis recipe on seeds 3 and 4, not the ones it was chosen on
 	$(STUDY)/hackathon_suite.py \

@@ -1,9 +1,12 @@
 """Studies that run in seconds on the bundled stand-ins: they write the table they promise."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 
@@ -75,3 +78,35 @@ def test_every_suite_variant_composes_into_a_run_config(tmp_path):
             if OmegaConf.is_config(setting):
                 setting = OmegaConf.to_container(setting)
             assert setting == yaml.safe_load(value), (name, key)
+
+
+def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
+    spec = importlib.util.spec_from_file_location("bar", EXPERIMENTS / "mnist_bar.py")
+    bar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bar)
+
+    def record(dataset, method, seed, acc):
+        return {"dataset": dataset, "method": method, "seed": seed,
+                "metrics": {"target/final_acc": acc}}  # fmt: skip
+
+    deep = [record("a", "recipe", s, acc) for s, acc in ((1, 0.99), (0, 0.97), (2, 0.99))]
+    deep += [record("a", "erm", s, 0.9) for s in range(3)]
+    main = [record(d, "erm", s, 0.5) for d in ("a", "b") for s in range(3)]
+    main += [record("b", "recipe", s, 0.95) for s in range(3)]
+    for name, records in (("deep", deep), ("hackathon_suite", main)):
+        lines = "\n".join(json.dumps(r) for r in records)
+        (tmp_path / f"{name}.jsonl").write_text(lines + "\n")
+
+    rows = bar.bar_rows(tmp_path, {"a": ("deep", "recipe"), "b": ("hackathon_suite", "recipe")})
+
+    assert rows[0]["recipe"] == [0.97, 0.99, 0.99] and rows[0]["meets"]  # mean 0.983, seed order
+    assert rows[0]["erm"] == [0.9] * 3 and rows[0]["erm_study"] == "deep"  # the same model's
+    assert rows[1]["erm"] == [0.5] * 3 and not rows[1]["meets"]
+    text = bar.table(rows)
+    assert (
+        "| a | `recipe` | [deep](deep.md) | 0.983 | 0.970 | 0.970, 0.990, 0.990 | 0.900 | yes |"
+        in text
+    )
+    assert "**1 of 2 sets meet 0.98" in text
+    with pytest.raises(ValueError, match="deep.jsonl has no recipe run on c"):
+        bar.bar_rows(tmp_path, {"c": ("deep", "recipe")})
