@@ -71,12 +71,12 @@ def write_outputs(
     return path
 
 
-def submitted_labels(
-    probs: np.ndarray, label_values: np.ndarray, revealed: dict[int, int]
+def with_revealed_labels(
+    labels: np.ndarray, label_values: np.ndarray, revealed: dict[int, int]
 ) -> np.ndarray:
-    """Label values of the most probable class of each row of `probs` (N, classes), but the
-    revealed label (value) on each row of `revealed` (datum_id: label): it is known."""
-    labels = label_values[probs.argmax(axis=-1)]
+    """A copy of `labels` (label values, one per target row) with the revealed label on each
+    row of `revealed` (datum_id: label value): it is known."""
+    labels = labels.copy()
     for datum_id, label in revealed.items():
         if label not in label_values:
             raise ValueError(

@@ -41,8 +41,8 @@ check. A student that contradicts a revealed label the chosen head got right, or
 accurate on the held-out labeled split, is discarded. On the MNIST suite it helped most where the
 head was right but unsure on decorrelated rows (mnist_sum seed 0: 0.909 to 0.937; mnist_sum_bis
 from a pretrained three-block trunk: 0.963 to 0.972, means of 3 seeds; 0.978 with the FixMatch
-term, 0.982 with it at 30 epochs) and little elsewhere; it costs a second training run, so it is opt-in
-(`self_training=pseudo_label`, `self_training=fixmatch`).
+term, 0.982 with it at 30 epochs) and little elsewhere; it costs a second training run, so it is
+opt-in (`self_training=pseudo_label`, `self_training=fixmatch`).
 """
 
 from __future__ import annotations
@@ -261,6 +261,7 @@ def self_train(
     if blend:
         used_target = (used_target + teacher_target) / 2
         used_holdout = (used_holdout + teacher_holdout) / 2
+    training_rows = round(float(np.mean(fold_rows)))  # per student of the last round
     summary = {
         "rounds": rounds,
         "keep_fraction": keep_fraction,
@@ -272,8 +273,8 @@ def self_train(
         "balance_groups": balance_groups,
         # The last round's; with folds, the mean over the folds, and each fold's beside it.
         **({"groups": round(float(np.mean(fold_groups)))} if balance_groups else {}),
-        "training_rows": round(float(np.mean(fold_rows))),
-        "pseudo_labeled_rows": round(float(np.mean(fold_rows))) - len(datamodule.train_set),
+        "training_rows": training_rows,
+        "pseudo_labeled_rows": training_rows - len(datamodule.train_set),
         **({"training_rows_per_fold": fold_rows} if folds > 1 else {}),
         **({"groups_per_fold": fold_groups} if folds > 1 and balance_groups else {}),
         "taught_target_rows": int(taught.sum()),

@@ -20,7 +20,7 @@ from hackrobust import dashboards
 from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries
-from hackrobust.predict import predict_target, score_target, submitted_labels, write_outputs
+from hackrobust.predict import predict_target, score_target, with_revealed_labels, write_outputs
 from hackrobust.pretrain import pretrain_trunk, trunk_state
 from hackrobust.query import ActiveQuery
 from hackrobust.query.report import build_report, summary_line, write_report
@@ -99,7 +99,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             metrics["self_training/used"] = float(self_training.summary["used"])
         # The revealed rows are known: the CSV carries their labels whatever the head predicts.
         revealed = {q["datum_id"]: q["label"] for q in (choice or {}).get("queries", [])}
-        submitted = submitted_labels(probs[:, head], datamodule.label_values, revealed)
+        model_labels = datamodule.label_values[probs[:, head].argmax(-1)]
+        submitted = with_revealed_labels(model_labels, datamodule.label_values, revealed)
         if trainer.is_global_zero:
             write_outputs(
                 submitted,
@@ -122,8 +123,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 if submission.get("class_balance_bound", True)
                 else None,
             )
-            predicted = datamodule.label_values[probs[:, head].argmax(-1)]
-            report["revealed_rows_relabeled"] = int((submitted != predicted).sum())
+            report["revealed_rows_relabeled"] = int((submitted != model_labels).sum())
             if self_training is not None:
                 report["self_training"] = self_training.summary
             write_report(

@@ -104,14 +104,15 @@ def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
 
 
 def test_revealed_labels_replace_the_predictions_of_their_rows():
-    from hackrobust.predict import submitted_labels
+    from hackrobust.predict import with_revealed_labels
 
-    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    predicted = np.array([3, 7, 3])
     label_values = np.array([3, 7])
-    labels = submitted_labels(probs, label_values, {0: 7, 1: 7})
+    labels = with_revealed_labels(predicted, label_values, {0: 7, 1: 7})
     assert labels.tolist() == [7, 7, 3]  # row 0 relabeled, row 1 already right, row 2 untouched
+    assert predicted.tolist() == [3, 7, 3]  # the model's labels are left as they were
     with pytest.raises(ValueError, match="revealed label 5 of target row 2 is not one of"):
-        submitted_labels(probs, label_values, {2: 5})
+        with_revealed_labels(predicted, label_values, {2: 5})
 
 
 def test_queries_spread_over_the_disagreement_region_and_catch_heads_that_are_both_wrong():
