@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
 	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
-	study-mnist-bar study-mix-rate \
+	study-hackathon-one-recipe study-mnist-bar study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -104,6 +104,14 @@ study-hackathon-fresh-seeds: $(STAMP) ## Study: the mnist_sum_bis recipe on seed
 		--out experiments/results/hackathon_suite_fresh_seeds \
 		--title "The mnist_sum_bis recipe on fresh seeds" \
 		--note "Chosen among many variants on seeds 0 to 2; seeds 3 and 4 check it was not luck."
+
+study-hackathon-one-recipe: $(STAMP) ## Study: the mnist_sum_bis recipe, unchanged, on all ten MNIST sets
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis_pretrained_self_training_fixmatch_student30 --datasets mnist \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_one_recipe \
+		--title "The hackathon suite: one recipe on every MNIST set" \
+		--note "The mnist_sum_bis recipe (3 conv blocks, width 32; on the embeddings, the MLP) with nothing changed per set. Its mnist_sum_bis rows are the deep study's runs (make study-hackathon-deep), copied here."
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \
