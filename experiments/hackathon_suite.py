@@ -403,6 +403,25 @@ def commit_id() -> str:
         return "unknown"
 
 
+def environment() -> dict:
+    """What a run's numbers may depend on beyond the code: the CPU and the numeric libraries
+    (mnist_embed_456 seed 2 gave 0.97 on one machine and 0.64 on another, same code and data)."""
+    import torch
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+        platform.processor() or "unknown",
+    )
+    return {"cpu": cpu, "torch": torch.__version__, "numpy": np.__version__}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
 def load_records(store: Path) -> list[dict]:
     """The runs a study has recorded so far, one JSON object per line of `store`."""
     return [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
@@ -417,11 +436,20 @@ def provenance(arguments: list[str], offline: bool, seeds: list[int], records: l
     """The table's header lines: the command that regenerates it, the machine, the commits."""
     command = f"python {Path(sys.argv[0]).as_posix()} " + shlex.join(arguments)
     commits = sorted({r.get("commit", "unknown") for r in records})
+    environments = sorted(
+        {
+            f"{e['cpu']}, torch {e['torch']}, numpy {e['numpy']}"
+            for e in (r.get("environment") for r in records)
+            if e
+        }
+    )
     return (
         f"Regenerate: `{command.strip()}` (data: "
         f"{'offline stand-ins' if offline else '$HACKROBUST_DATA_DIR'}; seeds {seeds}).\n"
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n\n"
+        f"{platform.python_version()}; code at commit {', '.join(commits)}.\n"
+        + (f"Recorded on: {'; '.join(environments)}.\n" if environments else "")
+        + "\n"
     )
 
 
@@ -462,6 +490,7 @@ def main() -> None:
                         continue
                     record = run(method, dataset, seed, args, Path(log_dir))
                     record["commit"] = commit_id()
+                    record["environment"] = environment()
                     append_record(store, record)
                     records.append(record)
                     print(

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
 
@@ -30,6 +31,9 @@ def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
     subprocess.run([*command, "--datasets", "toy"], check=True, capture_output=True, timeout=600)
     table = out.with_suffix(".md").read_text()
     assert "| toy | erm |" in table
+    recorded = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[0])["environment"]
+    assert recorded["torch"] == torch.__version__ and recorded["cpu"]
+    assert f"Recorded on: {recorded['cpu']}, torch {torch.__version__}" in table
     assert "![score earned per dataset and method](suite.png)" in table
     assert out.with_suffix(".png").stat().st_size > 0
     assert "Not run yet" not in table
