@@ -480,6 +480,7 @@ def main() -> None:
         store.unlink(missing_ok=True)
     records = load_records(store)
     done = {(r["method"], r["dataset"], r["seed"]) for r in records}
+    machine = environment()  # the same for every run of this process
     with tempfile.TemporaryDirectory() as log_dir:
         for dataset in args.datasets:
             for method in args.methods:
@@ -490,7 +491,7 @@ def main() -> None:
                         continue
                     record = run(method, dataset, seed, args, Path(log_dir))
                     record["commit"] = commit_id()
-                    record["environment"] = environment()
+                    record["environment"] = machine
                     append_record(store, record)
                     records.append(record)
                     print(
