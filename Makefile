@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
 	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
-	study-hackathon-one-recipe study-mnist-bar study-mix-rate \
+	study-hackathon-one-recipe study-pair-switches study-mnist-bar study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -112,6 +112,17 @@ study-hackathon-one-recipe: $(STAMP) ## Study: the mnist_sum_bis recipe, unchang
 		--out experiments/results/hackathon_suite_one_recipe \
 		--title "The hackathon suite: one recipe on every MNIST set" \
 		--note "The mnist_sum_bis recipe (3 conv blocks, width 32; on the embeddings, the MLP) with nothing changed per set. Its mnist_sum_bis rows are the deep study's runs (make study-hackathon-deep), copied here."
+
+study-pair-switches: $(STAMP) ## Study: DivDis with and without class-pair switches, mnist_embed_456, 10 seeds
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis divdis_no_pair_switches \
+		divdis_pretrained_self_training_fixmatch_student30 \
+		divdis_pretrained_self_training_fixmatch_student30_no_pair_switches \
+		--datasets mnist_embed_456 --seeds 0 1 2 3 4 5 6 7 8 9 \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/pair_switches \
+		--title "Class-pair switches on mnist_embed_456 (three classes), 10 seeds" \
+		--note "With and without method.pair_switches (hackrobust/query/pair_switches.py): plain DivDis, and the one recipe (make study-hackathon-one-recipe). Why: experiments/results/pair_switch_degeneracy.md (python experiments/pair_switch_degeneracy.py)."
 
 study-hackathon-ceiling: $(STAMP) ## Study: the oracle on mnist_sum_bis with 1x, 4x and 16x the labeled rows
 	$(STUDY)/hackathon_suite.py --methods oracle oracle_4x oracle_16x --datasets mnist_sum_bis \

@@ -40,6 +40,8 @@ long, "divdis3_pretrained_self_training_fixmatch" the FixMatch variant with thre
 (these two on mnist_sum_bis only),
 "divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
 (`method.consistency={}`, on mnist_sum_bis only);
+"divdis_no_pair_switches" and "..._fixmatch_student30_no_pair_switches" turn the class-pair
+switches off (`method.pair_switches=false`; on mnist_embed_456 only, the one three-class set);
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
 low-mix set only (ONLY_ON); "oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
@@ -180,6 +182,16 @@ VARIANTS = {
         "self_training.epochs=30",
         *COSINE_LAST_EPOCH,
     ],
+    # Without the class-pair switches (hackrobust/query/pair_switches.py), as before 2026-12-03:
+    # they act with three classes only, so these run on mnist_embed_456 alone.
+    "divdis_no_pair_switches": ["method=divdis", "method.pair_switches=false"],
+    "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": [
+        *PRETRAINED,
+        "self_training=fixmatch",
+        "self_training.epochs=30",
+        *COSINE_LAST_EPOCH,
+        "method.pair_switches=false",
+    ],
     # The plain student (no consistency term) trained as long, 30 epochs: is it the length alone?
     "divdis_pretrained_self_training_cosine_student30": [
         *PRETRAINED_SELF_TRAINING,
@@ -232,6 +244,8 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_keep90": {"mnist_sum_bis"},
     "divdis3_pretrained_self_training_fixmatch": {"mnist_sum_bis"},
     "divdis_pretrained_self_training_cosine_student30": {"mnist_sum_bis"},
+    "divdis_no_pair_switches": {"mnist_embed_456"},  # the one set with three classes
+    "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": {"mnist_embed_456"},
 }
 RESULTS = Path(__file__).parent / "results"
 

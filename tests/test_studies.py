@@ -114,3 +114,16 @@ def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     assert "**1 of 2 sets meet 0.98" in text
     with pytest.raises(ValueError, match="deep.jsonl has no recipe run on c"):
         bar.bar_rows(tmp_path, {"c": ("deep", "recipe")})
+
+
+def test_the_degeneracy_count_finds_left_right_alone_with_two_classes_and_720_with_three():
+    spec = importlib.util.spec_from_file_location(
+        "degeneracy", EXPERIMENTS / "pair_switch_degeneracy.py"
+    )
+    degeneracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(degeneracy)
+    two, three = degeneracy.count(2, 0.5), degeneracy.count(3, 0.5)
+    assert two["left_right_is_least"] and two["least_pairs"] == 2  # (left, right), (right, left)
+    assert three["left_right_is_least"] and three["rules"] == 3**6
+    # 6! one-to-one maps of the six decorrelated cells onto the six pairs of different classes.
+    assert three["least_pairs"] == 720 and three["plausible_least_pairs"] == 2**3

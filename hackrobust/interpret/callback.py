@@ -69,7 +69,8 @@ class AttributionMaps(L.Callback):
             return
 
         x = datamodule.target_set.tensors["x"]
-        predictions = target_probabilities(pl_module, x).argmax(-1)  # (N, heads)
+        heads = getattr(pl_module, "num_heads", None)  # rules built on the heads have no maps
+        predictions = target_probabilities(pl_module, x)[:, :heads].argmax(-1)  # (N, heads)
         rows = pick_rows(predictions, self.num_examples)
         maps = [
             head_attributions(pl_module, x[rows], head, self.method, n_steps=self.n_steps)

@@ -106,6 +106,16 @@ class BaseMethod(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def add_hypotheses(self, probs: torch.Tensor) -> torch.Tensor:
+        """(B, heads, K) -> (B, hypotheses, K): the heads and any rule built from them that the
+        active query may choose (DivDis's class-pair switches); the heads alone by default."""
+        return probs
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Each hypothesis's class probabilities: (B, hypotheses, K)."""
+        return self.add_hypotheses(self(x).float().softmax(dim=-1))
+
     # ---- the one hook methods override --------------------------------------------------------
 
     def compute_loss(
@@ -219,7 +229,7 @@ class BaseMethod(L.LightningModule):
             self.log_dict({f"target/group_count/{name}": total[i] for name, i in named})
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"idx": batch["idx"], "probs": self(batch["x"]).float().softmax(dim=-1)}
+        return {"idx": batch["idx"], "probs": self.probabilities(batch["x"])}
 
     # ---- metrics -------------------------------------------------------------------------------
 
@@ -230,8 +240,12 @@ class BaseMethod(L.LightningModule):
     def _log_accuracy(self, stage: str, **kwargs) -> None:
         metrics = self.accuracy[f"{stage}_acc"]
         # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
+        head = int(self.chosen_head)  # a hypothesis past the heads (chosen after fit): head 0's
         self.log(
-            f"{stage}/acc", metrics[int(self.chosen_head)], prog_bar=stage != "train", **kwargs
+            f"{stage}/acc",
+            metrics[head if head < len(metrics) else 0],
+            prog_bar=stage != "train",
+            **kwargs,
         )
         if self.num_heads > 1:
             for head, metric in enumerate(metrics):

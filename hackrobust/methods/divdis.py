@@ -34,15 +34,29 @@ mnist_sum_bis (three blocks, cosine schedule, last epoch) the chosen head rose f
 0.970 over 3 seeds (0.965 to 0.972 on seed 0), within the seeds' spread, and the FixMatch
 student that follows reached 0.975 against 0.978 from the plain heads
 (`divdis_consistency_self_training_fixmatch` in the same study): off by default.
+
+With three classes the diversity term has no single optimum: 720 pairs of rules reach its
+least value on a two-feature set, "left and right" among them
+(experiments/pair_switch_degeneracy.py). On mnist_embed_456 the heads often ended on such a
+blend, each following the left digit for some classes and the right one, or a third class, for
+others (6 seeds of 10 below 0.75). `pair_switches` (on by default; it acts with two heads and
+three classes only) trains one epoch on the labeled set alone, copies that model as a
+reference, and adds `plausible_weight` x -log(each head's probability of the reference's two
+likeliest classes) on the unlabeled rows: the blends that remain are the 8 that switch heads
+per class pair, and the active query chooses among those (hackrobust/query/pair_switches.py).
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 
 from hackrobust.methods.base import BaseMethod
 from hackrobust.methods.fixmatch import Consistency
 from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_information
+from hackrobust.query.pair_switches import applies as pair_switches_apply
+from hackrobust.query.pair_switches import with_pair_switches
 
 EPS = 1e-8
 
@@ -66,16 +80,44 @@ class DivDis(BaseMethod):
         mi_weight: float = 1.0,
         reg_weight: float = 1.0,
         consistency: dict | None = None,
+        pair_switches: bool = True,
+        plausible_weight: float = 1.0,
+        plausible_after: int = 1,
         **kwargs,
     ):
         """`consistency`: `Consistency`'s arguments (hackrobust/methods/fixmatch.py) to add
-        FixMatch's term on the unlabeled batch, per head; None leaves it out, {} is its defaults."""
+        FixMatch's term on the unlabeled batch, per head; None leaves it out, {} is its defaults.
+        `pair_switches`: with two heads and three classes (hackrobust/query/pair_switches.py),
+        train the first `plausible_after` epochs without the diversity term, copy the model as
+        a reference, then add `plausible_weight` x the plausibility term, and offer the active
+        query the class-pair hypotheses beside the heads. Elsewhere it changes nothing."""
         if num_heads < 2:
             raise ValueError(f"DivDis needs at least 2 heads, got num_heads={num_heads}")
         super().__init__(*args, num_heads=num_heads, **kwargs)
         self.mi_weight = mi_weight
         self.reg_weight = reg_weight
         self.consistency = None if consistency is None else Consistency(**consistency)
+        self.pair_switching = pair_switches and pair_switches_apply(
+            num_heads, self.hparams.num_classes
+        )
+        self.plausible_weight = plausible_weight
+        self.plausible_after = plausible_after
+        # In a tuple, so it is no submodule: not trained, not in checkpoints.
+        self._reference: tuple[torch.nn.Module, ...] = ()
+
+    def add_hypotheses(self, probs: torch.Tensor) -> torch.Tensor:
+        return with_pair_switches(probs) if self.pair_switching else probs
+
+    def plausibility(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """Mean over rows and heads of -log(the head's probability of the reference model's top
+        `num_heads` classes): each head predicts what the labeled-only model finds likely."""
+        if not self._reference:
+            self._reference = (copy.deepcopy(self.net).eval().requires_grad_(False),)
+        with torch.no_grad():
+            reference = self._reference[0](x).float().softmax(-1).mean(dim=1)  # (B, K)
+        top = reference.topk(self.num_heads, dim=-1).indices
+        mask = torch.zeros_like(reference).scatter_(1, top, 1.0)
+        return -((probs * mask[:, None]).sum(-1) + EPS).log().mean()
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
@@ -85,13 +127,26 @@ class DivDis(BaseMethod):
         cross_entropy = self.heads_cross_entropy(labeled_logits, labeled["y"])
         unlabeled_probs = unlabeled_logits.float().softmax(dim=-1)
         mutual_information = mean_pairwise(pairwise_mutual_information(unlabeled_probs))
+        mi_weight, plausible = self.mi_weight, torch.zeros((), device=logits.device)
+        if self.pair_switching:
+            if self.current_epoch < self.plausible_after:
+                mi_weight = 0.0  # the heads learn the labeled set first: the reference model
+            else:
+                plausible = self.plausibility(unlabeled["x"], unlabeled_probs)
         regulariser = marginal_kl(unlabeled_probs, labeled_logits.float().softmax(dim=-1))
-        loss = cross_entropy + self.mi_weight * mutual_information + self.reg_weight * regulariser
+        loss = (
+            cross_entropy
+            + mi_weight * mutual_information
+            + self.reg_weight * regulariser
+            + self.plausible_weight * plausible
+        )
         extras = {
             "xent": cross_entropy,
             "mutual_information": mutual_information,
             "reg": regulariser,
         }
+        if self.pair_switching:
+            extras["plausible"] = plausible
         if self.consistency is not None:
             consistency, consistency_extras = self.consistency(self.net, unlabeled["x"])
             loss = loss + consistency

@@ -18,6 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from hackrobust.query.pair_switches import hypothesis_names
 from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
@@ -39,8 +40,10 @@ def _evaluate(module: L.LightningModule, x: torch.Tensor, forward, batch_size: i
 def target_probabilities(
     module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
 ) -> np.ndarray:
-    """Softmax of every head on every row: (N, heads, classes)."""
-    return _evaluate(module, x, lambda c: module(c).float().softmax(-1), batch_size).numpy()
+    """Every head's softmax on every row, and the rules the method builds from them (its
+    `probabilities`, BaseMethod.add_hypotheses): (N, hypotheses, classes)."""
+    forward = getattr(module, "probabilities", lambda c: module(c).float().softmax(-1))
+    return _evaluate(module, x, forward, batch_size).numpy()
 
 
 def trunk_features(
@@ -100,6 +103,11 @@ class ActiveQuery(L.Callback):
             if trainer.is_global_zero:
                 features = trunk_features(pl_module, datamodule.target_set.tensors["x"])
                 result = self._query(datamodule, probs, features)
+                result["hypotheses"] = hypothesis_names(
+                    getattr(pl_module, "num_heads", probs.shape[1]),
+                    probs.shape[-1],
+                    datamodule.label_values,
+                )[: probs.shape[1]]
                 hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
                 result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
                 result["holdout_size"] = len(hits)

@@ -219,6 +219,7 @@ def build_report(
     submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": head,
+        **({"chosen_rule": choice["hypotheses"][head]} if "hypotheses" in choice else {}),
         "head_posterior": choice["posterior"],
         "revealed": [
             {
@@ -247,8 +248,9 @@ def build_report(
 
 def summary_line(report: dict) -> str:
     low, high = report["estimate_interval_90"]
+    rule = report.get("chosen_rule", f"head {report['chosen_head']}")
     return (
-        f"Head {report['chosen_head']} (posterior {max(report['head_posterior']):.3f}) with "
+        f"{rule.capitalize()} (posterior {max(report['head_posterior']):.3f}) with "
         f"{report['labels_revealed']} revealed labels; estimated target accuracy "
         f"{report['estimated_target_accuracy']:.3f} [{low:.3f}, {high:.3f}] against the default "
         f"{report['default_score']}: {report['recommendation']}."
