@@ -83,6 +83,13 @@ PRETRAINED = ["method=divdis", "pretrain=autoencoder"]
 PRETRAINED_SELF_TRAINING = [*PRETRAINED, "self_training=pseudo_label"]
 # The learning rate annealed to zero, predicting with the last epoch.
 COSINE_LAST_EPOCH = ["scheduler=cosine", "callbacks=none"]
+# The FixMatch student trained 30 epochs: the mnist_sum_bis recipe, and the one recipe.
+FIXMATCH_STUDENT30 = [
+    *PRETRAINED,
+    "self_training=fixmatch",
+    "self_training.epochs=30",
+    *COSINE_LAST_EPOCH,
+]
 VARIANTS = {
     "oracle": ORACLE,
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
@@ -176,20 +183,12 @@ VARIANTS = {
     # The FixMatch variant whose student trains 3 times as long (30 epochs, its cosine schedule
     # with it): consistency carries the pseudo-labels' rule to the rows they left out step by
     # step, and 10 epochs are 400 steps.
-    "divdis_pretrained_self_training_fixmatch_student30": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.epochs=30",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_student30": FIXMATCH_STUDENT30,
     # Without the class-pair switches (hackrobust/query/pair_switches.py), as before 2026-12-03:
     # they act with three classes only, so these run on mnist_embed_456 alone.
     "divdis_no_pair_switches": ["method=divdis", "method.pair_switches=false"],
     "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.epochs=30",
-        *COSINE_LAST_EPOCH,
+        *FIXMATCH_STUDENT30,
         "method.pair_switches=false",
     ],
     # The plain student (no consistency term) trained as long, 30 epochs: is it the length alone?

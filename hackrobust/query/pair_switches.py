@@ -71,11 +71,10 @@ def with_pair_switches(probs: torch.Tensor) -> torch.Tensor:
         pair_index[a, b] = pair_index[b, a] = i
     predicted = probs.argmax(-1)
     row_pair = pair_index.to(probs.device)[predicted[:, 0], predicted[:, 1]]  # -1: heads agree
-    agree = row_pair < 0
-    mean = probs.mean(dim=1)
+    agree, mean = row_pair < 0, probs.mean(dim=1)
+    rows = torch.arange(len(probs), device=probs.device)
     mixed = []
     for switch in switches(num_classes):
         follow = torch.tensor(switch, device=probs.device)[row_pair.clamp_min(0)]
-        chosen = probs.gather(1, follow.view(-1, 1, 1).expand(-1, 1, num_classes)).squeeze(1)
-        mixed.append(torch.where(agree[:, None], mean, chosen))
+        mixed.append(torch.where(agree[:, None], mean, probs[rows, follow]))
     return torch.cat([probs, torch.stack(mixed, dim=1)], dim=1)
