@@ -49,6 +49,7 @@ def build_run(overrides: list[str], output_dir: Path) -> tuple[DictConfig, objec
         model=hydra.utils.instantiate(cfg.model),
         input_shape=datamodule.input_shape,
         num_classes=datamodule.num_classes,
+        group_names=datamodule.group_names if datamodule.data.has_answer_key else None,
     )
     return cfg, datamodule, method
 

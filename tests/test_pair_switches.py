@@ -121,3 +121,19 @@ def test_pair_switches_can_be_turned_off(tmp_path):
     _, _, method = build_run([*overrides, "method.pair_switches=false"], tmp_path)
     assert not method.pair_switching
     assert method.probabilities(torch.randn(4, 64)).shape == (4, 2, 3)
+
+
+def test_a_chosen_mixed_rule_is_named_by_the_method_and_scored_as_itself(tmp_path):
+    import lightning as L
+
+    overrides = [*offline_overrides("mnist_embed_456", tmp_path), "method=divdis"]
+    _, datamodule, method = build_run(overrides, tmp_path)
+    assert method.hypothesis_names([4, 5, 6]) == hypothesis_names(2, 3, [4, 5, 6])
+    rule = 2 + switches(3).index((0, 1, 0))
+    method.chosen_head.fill_(rule)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(method, datamodule=datamodule, verbose=False)
+    target = datamodule.target_set.tensors
+    predicted = method.probabilities(target["x"])[:, rule].argmax(-1)
+    expected = (predicted == target["y"]).float().mean().item()
+    assert trainer.callback_metrics["target/acc"].item() == pytest.approx(expected, abs=1e-6)

@@ -86,6 +86,14 @@ class BaseMethod(L.LightningModule):
         self.accuracy = nn.ModuleDict(
             {f"{s}_acc": accuracies() for s in ("train", "val", "target")}
         )
+        # The chosen hypothesis's accuracy when it is no head (a rule built from them, chosen
+        # after fit: DivDis's class-pair switches).
+        self.rule_accuracy = nn.ModuleDict(
+            {
+                f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
+                for s in ("val", "target")
+            }
+        )
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
         )
@@ -110,6 +118,10 @@ class BaseMethod(L.LightningModule):
         """(B, heads, K) -> (B, hypotheses, K): the heads and any rule built from them that the
         active query may choose (DivDis's class-pair switches); the heads alone by default."""
         return probs
+
+    def hypothesis_names(self, label_values=None) -> list[str]:
+        """One name per hypothesis of `add_hypotheses`, in its order."""
+        return [f"head {h}" for h in range(self.num_heads)]
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,17 +248,17 @@ class BaseMethod(L.LightningModule):
     def _update_accuracy(self, stage: str, logits: torch.Tensor, y: torch.Tensor) -> None:
         for head, metric in enumerate(self.accuracy[f"{stage}_acc"]):
             metric.update(logits[:, head].detach(), y)
+        rule = int(self.chosen_head)
+        if rule >= self.num_heads:
+            probs = self.add_hypotheses(logits.detach().float().softmax(dim=-1))
+            self.rule_accuracy[f"{stage}_acc"].update(probs[:, rule], y)
 
     def _log_accuracy(self, stage: str, **kwargs) -> None:
         metrics = self.accuracy[f"{stage}_acc"]
         # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
-        head = int(self.chosen_head)  # a hypothesis past the heads (chosen after fit): head 0's
-        self.log(
-            f"{stage}/acc",
-            metrics[head if head < len(metrics) else 0],
-            prog_bar=stage != "train",
-            **kwargs,
-        )
+        head = int(self.chosen_head)
+        chosen = metrics[head] if head < self.num_heads else self.rule_accuracy[f"{stage}_acc"]
+        self.log(f"{stage}/acc", chosen, prog_bar=stage != "train", **kwargs)
         if self.num_heads > 1:
             for head, metric in enumerate(metrics):
                 self.log(f"{stage}/acc_head{head}", metric, **kwargs)

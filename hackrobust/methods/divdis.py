@@ -56,7 +56,7 @@ from hackrobust.methods.base import BaseMethod
 from hackrobust.methods.fixmatch import Consistency
 from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_information
 from hackrobust.query.pair_switches import applies as pair_switches_apply
-from hackrobust.query.pair_switches import with_pair_switches
+from hackrobust.query.pair_switches import hypothesis_names, with_pair_switches
 
 EPS = 1e-8
 
@@ -107,6 +107,11 @@ class DivDis(BaseMethod):
 
     def add_hypotheses(self, probs: torch.Tensor) -> torch.Tensor:
         return with_pair_switches(probs) if self.pair_switching else probs
+
+    def hypothesis_names(self, label_values=None) -> list[str]:
+        if not self.pair_switching:
+            return super().hypothesis_names(label_values)
+        return hypothesis_names(self.num_heads, self.hparams.num_classes, label_values)
 
     def plausibility(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """Mean over rows and heads of -log(the head's probability of the reference model's top

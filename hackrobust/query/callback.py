@@ -18,7 +18,6 @@ import lightning as L
 import numpy as np
 import torch
 
-from hackrobust.query.pair_switches import hypothesis_names
 from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
@@ -44,6 +43,12 @@ def target_probabilities(
     `probabilities`, BaseMethod.add_hypotheses): (N, hypotheses, classes)."""
     forward = getattr(module, "probabilities", lambda c: module(c).float().softmax(-1))
     return _evaluate(module, x, forward, batch_size).numpy()
+
+
+def names_of_hypotheses(module: L.LightningModule, count: int, label_values) -> list[str]:
+    """The method's name for each of the `count` hypotheses ("head 0", ... by default)."""
+    names = getattr(module, "hypothesis_names", None)
+    return names(label_values) if names else [f"head {h}" for h in range(count)]
 
 
 def trunk_features(
@@ -103,11 +108,9 @@ class ActiveQuery(L.Callback):
             if trainer.is_global_zero:
                 features = trunk_features(pl_module, datamodule.target_set.tensors["x"])
                 result = self._query(datamodule, probs, features)
-                result["hypotheses"] = hypothesis_names(
-                    getattr(pl_module, "num_heads", probs.shape[1]),
-                    probs.shape[-1],
-                    datamodule.label_values,
-                )[: probs.shape[1]]
+                result["hypotheses"] = names_of_hypotheses(
+                    pl_module, probs.shape[1], datamodule.label_values
+                )
                 hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
                 result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
                 result["holdout_size"] = len(hits)
