@@ -84,10 +84,18 @@ def test_the_plausibility_term_penalises_classes_outside_the_references_top_two(
     )
     assert method.plausibility(x, inside).item() == pytest.approx(0.0, abs=1e-6)
     assert method.plausibility(x, half_out).item() == pytest.approx(-np.log(0.5), rel=1e-5)
-    # The reference is a frozen copy outside the module: not trained, not checkpointed.
+    # The reference is a frozen copy outside the module: not trained, not in the state dict.
     assert not any(k.startswith("_reference") for k in method.state_dict())
     torch.nn.init.normal_(method.net.heads.weight, std=3.0)  # the net changes, the copy not
     assert method.plausibility(x, inside).item() == pytest.approx(0.0, abs=1e-6)
+    # A checkpoint carries it, so a run resumed from one keeps the same reference.
+    checkpoint = {}
+    method.on_save_checkpoint(checkpoint)
+    _, _, resumed = build_run(overrides, tmp_path)
+    torch.nn.init.normal_(resumed.net.heads.weight, std=3.0)  # unlike the saved reference
+    resumed.on_load_checkpoint(checkpoint)
+    assert resumed.plausibility(x, inside).item() == pytest.approx(0.0, abs=1e-6)
+    assert resumed.plausibility(x, half_out).item() == pytest.approx(-np.log(0.5), rel=1e-5)
 
 
 def test_pair_switches_change_nothing_with_two_classes(tmp_path):

@@ -58,6 +58,8 @@ from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_inf
 from hackrobust.query.pair_switches import applies as pair_switches_apply
 from hackrobust.query.pair_switches import hypothesis_names, with_pair_switches
 
+REFERENCE_KEY = "plausibility_reference"  # the checkpoint entry of the frozen reference model
+
 EPS = 1e-8
 
 
@@ -102,7 +104,8 @@ class DivDis(BaseMethod):
         )
         self.plausible_weight = plausible_weight
         self.plausible_after = plausible_after
-        # In a tuple, so it is no submodule: not trained, not in checkpoints.
+        # In a tuple, so it is no submodule: not trained, not in the state dict. Checkpoints
+        # carry it under their own key, so a resumed run keeps the same reference.
         self._reference: tuple[torch.nn.Module, ...] = ()
 
     def add_hypotheses(self, probs: torch.Tensor) -> torch.Tensor:
@@ -113,13 +116,24 @@ class DivDis(BaseMethod):
             return super().hypothesis_names(label_values)
         return hypothesis_names(self.num_heads, self.hparams.num_classes, label_values)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self._reference:
+            checkpoint[REFERENCE_KEY] = self._reference[0].state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if REFERENCE_KEY in checkpoint:
+            reference = copy.deepcopy(self.net).eval().requires_grad_(False)
+            reference.load_state_dict(checkpoint[REFERENCE_KEY])
+            self._reference = (reference,)
+
     def plausibility(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         """Mean over rows and heads of -log(the head's probability of the reference model's top
         `num_heads` classes): each head predicts what the labeled-only model finds likely."""
         if not self._reference:
             self._reference = (copy.deepcopy(self.net).eval().requires_grad_(False),)
         with torch.no_grad():
-            reference = self._reference[0](x).float().softmax(-1).mean(dim=1)  # (B, K)
+            model = self._reference[0].to(x.device)  # a no-op unless restored on another device
+            reference = model(x).float().softmax(-1).mean(dim=1)  # (B, K)
         top = reference.topk(self.num_heads, dim=-1).indices
         mask = torch.zeros_like(reference).scatter_(1, top, 1.0)
         return -((probs * mask[:, None]).sum(-1) + EPS).log().mean()
