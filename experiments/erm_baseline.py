@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hackathon_suite import commit_id, default_score
+from hackathon_suite import commit_id, default_score, environment
 
 DATASETS = [
     "toy", "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
@@ -72,14 +72,15 @@ def main() -> None:
             )
             print(rows[-1], flush=True)
 
+    machine = environment()
     command = "python experiments/erm_baseline.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         "# ERM on every hackathon42 dataset\n\n"
         f"Regenerate: `{command.strip()}` (data: "
         f"{'offline stand-ins' if args.offline else '$HACKROBUST_DATA_DIR'}; seeds {args.seeds}).\n"
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}; code at commit {commit_id()}.\n"
+        f"Machine: {machine['cpu']}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {machine['torch']}, numpy {machine['numpy']}; code at commit {commit_id()}.\n"
         "Seconds per run: wall time of the whole command (dataset generation included), not a\n"
         "benchmark.\n\n"
         "Target accuracy (mean ± std over seeds) of the ERM head, scored with the generated answer\n"

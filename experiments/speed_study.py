@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from hackathon_suite import environment
+
 RESULTS = Path(__file__).parent / "results"
 # (row, timed path, extra overrides): the two paths under the training defaults, then Lightning
 # with malloc's defaults.
@@ -185,13 +187,14 @@ def main() -> None:
         import torch
 
         device = torch.cuda.get_device_name()
+    machine = environment()
     command = "python experiments/speed_study.py " + " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         "# Lightning against a plain PyTorch loop\n\n"
         f"Regenerate: `{command.strip()}`.\n"
-        f"Device: {device}; machine {platform.machine()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}. ERM on `{args.dataset}` ({results['plain']['samples']} "
+        f"Device: {device}; CPU {machine['cpu']} ({os.cpu_count()} cores), Python "
+        f"{platform.python_version()}, torch {machine['torch']}, numpy {machine['numpy']}. ERM on `{args.dataset}` ({results['plain']['samples']} "
         f"training rows), {args.epochs} epochs, the median epoch after the first.\n\n"
         "| path | median epoch (s) | samples/s | peak memory (MiB) |\n|---|---|---|---|\n"
         f"{rows}\n\n**Lightning / plain epoch time: {ratio:.3f}**\n\n"

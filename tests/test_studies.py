@@ -22,6 +22,19 @@ def test_speed_study_reports_the_ratio_and_the_allocator_row(tmp_path):
     ratio = float(table.split("**Lightning / plain epoch time: ")[1].split("**")[0])
     assert ratio > 0
     assert "host_memory_cache=null" in table
+    assert f"torch {torch.__version__}" in table  # what the timings depend on
+
+
+def test_erm_baseline_tables_erm_beside_the_default_and_records_the_machine(tmp_path):
+    out = tmp_path / "erm.md"
+    command = [sys.executable, str(EXPERIMENTS / "erm_baseline.py"), "--offline", "--seeds", "0"]
+    command += ["--datasets", "toy", "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    table = out.read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| toy |"))
+    accuracy, _, default = (cell.strip() for cell in row.split("|")[2:5])
+    assert 0.0 <= float(accuracy.split(" ± ")[0]) <= 1.0 and float(default) == 0.8
+    assert f"torch {torch.__version__}" in table
 
 
 def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
