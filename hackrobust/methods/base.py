@@ -91,7 +91,7 @@ class BaseMethod(L.LightningModule):
         self.rule_accuracy = nn.ModuleDict(
             {
                 f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
-                for s in ("val", "target")
+                for s in ("train", "val", "target")
             }
         )
         self.target_group_accuracy = nn.ModuleList(
