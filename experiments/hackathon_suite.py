@@ -83,13 +83,16 @@ PRETRAINED = ["method=divdis", "pretrain=autoencoder"]
 PRETRAINED_SELF_TRAINING = [*PRETRAINED, "self_training=pseudo_label"]
 # The learning rate annealed to zero, predicting with the last epoch.
 COSINE_LAST_EPOCH = ["scheduler=cosine", "callbacks=none"]
+
+
+def fixmatch(*student: str, method: tuple[str, ...] = (), model: tuple[str, ...] = ()) -> list[str]:
+    """The pretrained DivDis (with `method` options) whose FixMatch student (with `student`
+    options) trains with COSINE_LAST_EPOCH, then any `model` options; in the order recorded."""
+    return [*PRETRAINED, *method, "self_training=fixmatch", *student, *COSINE_LAST_EPOCH, *model]
+
+
 # The FixMatch student trained 30 epochs: the mnist_sum_bis recipe, and the one recipe.
-FIXMATCH_STUDENT30 = [
-    *PRETRAINED,
-    "self_training=fixmatch",
-    "self_training.epochs=30",
-    *COSINE_LAST_EPOCH,
-]
+FIXMATCH_STUDENT30 = fixmatch("self_training.epochs=30")
 VARIANTS = {
     "oracle": ORACLE,
     # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
@@ -116,70 +119,33 @@ VARIANTS = {
     "divdis_pretrained_self_training_cosine": [*PRETRAINED_SELF_TRAINING, *COSINE_LAST_EPOCH],
     # The cosine variant whose student also learns FixMatch-style consistency on the unlabeled
     # and target inputs: the pseudo-labels leave out the head's least sure (hardest) rows.
-    "divdis_pretrained_self_training_fixmatch": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch": fixmatch(),
     # The FixMatch variant predicting with the mean of the student's and the chosen head's
     # probabilities: a two-member ensemble of models that learnt from different rows.
-    "divdis_pretrained_self_training_fixmatch_blend": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.blend=true",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_blend": fixmatch("self_training.blend=true"),
     # The FixMatch variant with three students on the same pseudo-labels, predicting with their
     # ensemble (the mean of their probabilities), so that errors of their own would cancel.
-    "divdis_pretrained_self_training_fixmatch_ensemble": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.students=3",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_ensemble": fixmatch("self_training.students=3"),
     # The FixMatch variant with a second round: a new student learns from the first one's
     # pseudo-labels, which are more accurate than the head's.
-    "divdis_pretrained_self_training_fixmatch_2rounds": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.rounds=2",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_2rounds": fixmatch("self_training.rounds=2"),
     # The FixMatch variant whose students draw their rows so that every group of (pseudo-label,
     # the other head's prediction) weighs the same: the rows where the head's rule and the
     # spurious one disagree weigh as much as the correlated rows that outnumber them.
-    "divdis_pretrained_self_training_fixmatch_balanced": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.balance_groups=true",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_balanced": fixmatch(
+        "self_training.balance_groups=true"
+    ),
     # The FixMatch variant cross-fitted: two students, each trained without half of the target
     # rows' pseudo-labels and predicting that half, so none repeats the head's label for a row
     # it predicts.
-    "divdis_pretrained_self_training_fixmatch_crossfit": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.folds=2",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_crossfit": fixmatch("self_training.folds=2"),
     # The FixMatch variant keeping 90% of each predicted class (not 80%) as pseudo-labels: the
     # rows it leaves out are mostly decorrelated ones, which the student then has to guess.
-    "divdis_pretrained_self_training_fixmatch_keep90": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.keep_fraction=0.9",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_pretrained_self_training_fixmatch_keep90": fixmatch("self_training.keep_fraction=0.9"),
     # The FixMatch variant with three DivDis heads, one per digit of mnist_sum_bis: with two, the
     # second head reads a blend of the other two digits, and the first may still lean on them
     # where they agree with each other and not with it.
-    "divdis3_pretrained_self_training_fixmatch": [
-        *PRETRAINED,
-        "method.num_heads=3",
-        "self_training=fixmatch",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis3_pretrained_self_training_fixmatch": fixmatch(method=("method.num_heads=3",)),
     # The FixMatch variant whose student trains 3 times as long (30 epochs, its cosine schedule
     # with it): consistency carries the pseudo-labels' rule to the rows they left out step by
     # step, and 10 epochs are 400 steps.
@@ -198,20 +164,10 @@ VARIANTS = {
         *COSINE_LAST_EPOCH,
     ],
     # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
-    "divdis_pretrained_self_training_fixmatch_h256": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        *COSINE_LAST_EPOCH,
-        "model.cnn_hidden=256",
-    ],
+    "divdis_pretrained_self_training_fixmatch_h256": fixmatch(model=("model.cnn_hidden=256",)),
     # The FixMatch variant whose DivDis heads also learn consistency, each on its own confident
     # rows: better heads, so better pseudo-labels for the student.
-    "divdis_consistency_self_training_fixmatch": [
-        *PRETRAINED,
-        "method.consistency={}",
-        "self_training=fixmatch",
-        *COSINE_LAST_EPOCH,
-    ],
+    "divdis_consistency_self_training_fixmatch": fixmatch(method=("method.consistency={}",)),
     # Top-k with one quota per kind of disagreement, at the default rate and epochs.
     "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
     # The set's description says its mix rate is low: 0.05 as the lower bound, one quota per
