@@ -25,13 +25,18 @@ import numpy as np
 RESULTS = Path(__file__).parent / "results"
 
 
+def cells(k: int) -> list[tuple[int, int]]:
+    """The (left, right) cells, left-major."""
+    return [(a, b) for a in range(k) for b in range(k)]
+
+
 def rules(k: int) -> np.ndarray:
     """Every rule right on the labeled cells: (R, k*k) class per cell (left-major)."""
-    cells = [(a, b) for a in range(k) for b in range(k)]
-    off = [i for i, (a, b) in enumerate(cells) if a != b]
+    grid = cells(k)
+    off = [i for i, (a, b) in enumerate(grid) if a != b]
     table = []
     for values in itertools.product(range(k), repeat=len(off)):
-        rule = np.array([a for a, _ in cells])
+        rule = np.array([a for a, _ in grid])
         rule[off] = values
         table.append(rule)
     return np.array(table)
@@ -48,12 +53,12 @@ def pair_information(table: np.ndarray, weights: np.ndarray, k: int) -> np.ndarr
 
 
 def count(k: int, mix_rate: float) -> dict:
-    cells = [(a, b) for a in range(k) for b in range(k)]
-    weights = np.array([mix_rate / k**2 + (1 - mix_rate) / k * (a == b) for a, b in cells])
+    grid = cells(k)
+    weights = np.array([mix_rate / k**2 + (1 - mix_rate) / k * (a == b) for a, b in grid])
     table = rules(k)
     information = pair_information(table, weights, k)
     least = np.isclose(information, information.min(), rtol=0, atol=1e-12)
-    lefts, rights = np.array([a for a, _ in cells]), np.array([b for _, b in cells])
+    lefts, rights = np.array([a for a, _ in grid]), np.array([b for _, b in grid])
     left = int(np.flatnonzero((table == lefts).all(1))[0])
     right = int(np.flatnonzero((table == rights).all(1))[0])
     # A rule is plausible when it predicts one of the cell's two digits everywhere.
