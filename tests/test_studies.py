@@ -127,6 +127,15 @@ def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     assert "**1 of 2 sets meet 0.98" in text
     with pytest.raises(ValueError, match="deep.jsonl has no recipe run on c"):
         bar.bar_rows(tmp_path, {"c": ("deep", "recipe")})
+    # The one recipe: a set meets the bar only with all its seeds run.
+    flagship = bar.flagship_rows(tmp_path, ("a", "b", "c"), ("deep", "recipe"))
+    assert [r["recipe"] for r in flagship] == [[0.97, 0.99, 0.99], [], []]
+    text = bar.flagship_table(flagship, ("deep", "recipe"))
+    assert "| a | 3 of 3 | 0.983 | 0.970 | 0.970, 0.990, 0.990 | yes |" in text
+    assert "| b | 0 of 3 | not run yet | – | – | open |" in text
+    assert "**The one recipe meets 0.98 on 1 of 3 sets; 1 of 3 have all 3 seeds run.**" in text
+    one_seed = bar.flagship_table([dict(dataset="c", recipe=[0.99], meets=False)])
+    assert "| c | 1 of 3 | 0.990 | 0.990 | 0.990 | open |" in one_seed
 
 
 def test_the_degeneracy_count_finds_left_right_alone_with_two_classes_and_720_with_three():
