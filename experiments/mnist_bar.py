@@ -30,7 +30,7 @@ RECIPES = {
     "mnist_constant_image_random_row": ("hackathon_suite_pretrained", "divdis_pretrained"),
     "mnist_uniform_color_random_row": ("hackathon_suite", "divdis"),
     "mnist_uniform_color_low_mix_rate": ("hackathon_suite", "topk_low_mix"),
-    "mnist_sum": ("hackathon_suite_deep", "divdis_pretrained"),
+    "mnist_sum": ("hackathon_suite_deep", "divdis_pretrained_self_training_fixmatch_student30"),
     "mnist_sum_bis": ("hackathon_suite_deep", "divdis_pretrained_self_training_fixmatch_student30"),
     "mnist_sum_noise_level": ("hackathon_suite_pretrained", "divdis_pretrained"),
     "mnist_embed": ("hackathon_suite_pretrained", "divdis_pretrained"),
