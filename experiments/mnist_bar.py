@@ -7,9 +7,10 @@ mnist_embed_456) of the recipe named in RECIPES from that study's `.jsonl`, and 
 same model (the same study's ERM rows where it has them, else the main suite's, which runs the
 same width-16 CNN, and the same MLP on the embeddings).
 Beside it, the one recipe (FLAGSHIP, `make study-hackathon-one-recipe`) on every set, with
-the seeds it has run so far. Each study's table says the command that made its records. The recipes were chosen per set,
-on those seeds, among the studies' variants: the bar is met on the seeds they were chosen on
-(on mnist_embed_456, the class-pair switches were worked out on seeds 1, 2 and 5).
+the seeds it has run so far. Each study's table says the command that made its records.
+The recipes were chosen per set, on those seeds, among the studies' variants: the bar is met
+on the seeds they were chosen on (on mnist_embed_456, the class-pair switches were worked out
+on seeds 1, 2 and 5).
 """
 
 from __future__ import annotations

@@ -147,11 +147,10 @@ class BaseMethod(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, logits, extras = self.compute_loss(batch)
         labeled = batch["labeled"]
-        self._update_accuracy("train", logits, labeled["y"])
         size = len(labeled["y"])
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self.log_dict({f"train/{k}": v for k, v in extras.items()}, batch_size=size)
-        self._log_accuracy("train", on_step=False, on_epoch=True)
+        self._track_accuracy("train", logits, labeled["y"], on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -173,8 +172,7 @@ class BaseMethod(L.LightningModule):
             prog_bar=stage == "val",
             sync_dist=True,
         )
-        self._update_accuracy(stage, logits, y)
-        self._log_accuracy(stage, add_dataloader_idx=False)
+        self._track_accuracy(stage, logits, y, add_dataloader_idx=False)
         if stage == "target":
             for head, metric in enumerate(self.target_group_accuracy):
                 metric.update(logits[:, head].argmax(-1), y, batch["group"])
@@ -245,23 +243,26 @@ class BaseMethod(L.LightningModule):
 
     # ---- metrics -------------------------------------------------------------------------------
 
-    def _update_accuracy(self, stage: str, logits: torch.Tensor, y: torch.Tensor) -> None:
-        for head, metric in enumerate(self.accuracy[f"{stage}_acc"]):
-            metric.update(logits[:, head].detach(), y)
-        rule = int(self.chosen_head)
-        if rule >= self.num_heads:
-            probs = self.add_hypotheses(logits.detach().float().softmax(dim=-1))
-            self.rule_accuracy[f"{stage}_acc"].update(probs[:, rule], y)
-
-    def _log_accuracy(self, stage: str, **kwargs) -> None:
+    def _track_accuracy(
+        self, stage: str, logits: torch.Tensor, y: torch.Tensor, **log_kwargs
+    ) -> None:
+        """Update each head's accuracy and log it, and as `<stage>/acc` the chosen hypothesis's
+        (a rule built from the heads, chosen after fit, has a metric of its own)."""
         metrics = self.accuracy[f"{stage}_acc"]
+        for head, metric in enumerate(metrics):
+            metric.update(logits[:, head].detach(), y)
+        chosen = int(self.chosen_head)
+        if chosen < self.num_heads:
+            chosen_metric = metrics[chosen]
+        else:
+            chosen_metric = self.rule_accuracy[f"{stage}_acc"]
+            probs = self.add_hypotheses(logits.detach().float().softmax(dim=-1))
+            chosen_metric.update(probs[:, chosen], y)
         # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
-        head = int(self.chosen_head)
-        chosen = metrics[head] if head < self.num_heads else self.rule_accuracy[f"{stage}_acc"]
-        self.log(f"{stage}/acc", chosen, prog_bar=stage != "train", **kwargs)
+        self.log(f"{stage}/acc", chosen_metric, prog_bar=stage != "train", **log_kwargs)
         if self.num_heads > 1:
             for head, metric in enumerate(metrics):
-                self.log(f"{stage}/acc_head{head}", metric, **kwargs)
+                self.log(f"{stage}/acc_head{head}", metric, **log_kwargs)
 
     # ---- optimisation --------------------------------------------------------------------------
 
