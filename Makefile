@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install test test-full lint format demo sweep clean \
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
 	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
-	study-hackathon-one-recipe study-pair-switches study-mnist-bar study-mix-rate \
+	study-hackathon-one-recipe study-hackathon-one-recipe-topk study-pair-switches study-mnist-bar study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -112,6 +112,14 @@ study-hackathon-one-recipe: $(STAMP) ## Study: the mnist_sum_bis recipe, unchang
 		--out experiments/results/hackathon_suite_one_recipe \
 		--title "The hackathon suite: one recipe on every MNIST set" \
 		--note "The mnist_sum_bis recipe (3 conv blocks, width 32; on the embeddings, the MLP) with nothing changed per set. Its mnist_sum_bis rows are the deep study's runs (make study-hackathon-deep), copied here."
+
+study-hackathon-one-recipe-topk: $(STAMP) ## Study: the one recipe with low-mix top-k heads, all ten MNIST sets
+	$(STUDY)/hackathon_suite.py \
+		--methods topk_low_mix_pretrained_self_training_fixmatch_student30 --datasets mnist \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_one_recipe_topk \
+		--title "The hackathon suite: the one recipe with top-k heads on every MNIST set" \
+		--note "The one recipe (make study-hackathon-one-recipe) with top-k heads at a mix-rate lower bound of 0.05, one quota per kind of disagreement, 20 epochs (topk_low_mix) in place of DivDis: under DivDis the low-mix set stays below 0.98."
 
 study-pair-switches: $(STAMP) ## Study: DivDis with and without class-pair switches, mnist_embed_456, 10 seeds
 	$(STUDY)/hackathon_suite.py \

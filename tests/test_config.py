@@ -127,10 +127,14 @@ def test_every_hackathon_suite_variant_composes(name, overrides, tmp_path):
     pairs = [o.lstrip("+").split("=", 1) for o in overrides]
     groups = {k: package_of(k, v) for k, v in pairs if (CONFIG_DIR / k).is_dir()}
     set_here = {k for k, _ in pairs} | set(groups.values())
+    # The variant's settings outside its groups, which an option may interpolate
+    # (the cosine schedule's T_max is trainer.max_epochs).
+    roots = set(groups) | {p.split(".")[0] for p in groups.values()}
+    settings = [o for o, (k, _) in zip(overrides, pairs) if k.split(".")[0] not in roots]
     for key, value in pairs:
         if key in groups:  # a group: the option's config, as when selected alone
             package = groups[key]
-            alone = compose_train([f"{key}={value}"], tmp_path)
+            alone = compose_train([f"{key}={value}", *settings], tmp_path)
             OmegaConf.resolve(alone)
             alone = OmegaConf.select(alone, package) or {}
             for sub in alone:  # but for the keys the variant sets itself
