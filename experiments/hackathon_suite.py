@@ -45,7 +45,9 @@ switches off (`method.pair_switches=false`; on mnist_embed_456 only, the one thr
 "topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
 low-mix set only (ONLY_ON), "topk_low_mix_pretrained_self_training_fixmatch_student30" the
 one recipe with those top-k heads in place of DivDis's (on every set,
-`make study-hackathon-one-recipe-topk`); "oracle" is the ceiling,
+`make study-hackathon-one-recipe-topk`), and "..._fixmatch_student30_transductive" the one
+recipe with the target inputs among the unlabeled ones (`dataset.unlabeled_with_target=true`);
+"oracle" is the ceiling,
 ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
 4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98),
 "oracle_16x_cosine" the latter with the students' cosine schedule and last epoch.
@@ -182,6 +184,13 @@ VARIANTS = {
     "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": [
         *FIXMATCH_STUDENT30,
         "method.pair_switches=false",
+    ],
+    # The one recipe whose disagreement term also reads the target inputs (never their labels),
+    # as the hackathon allows: the low-mix set's unlabeled rows are 5% decorrelated, the target's
+    # 50%, and DivDis held up from a mix rate of 0.1 on (experiments/results/mix_rate_curve.md).
+    "divdis_pretrained_self_training_fixmatch_student30_transductive": [
+        *FIXMATCH_STUDENT30,
+        "dataset.unlabeled_with_target=true",
     ],
     # The plain student (no consistency term) trained as long, 30 epochs: is it the length alone?
     "divdis_pretrained_self_training_cosine_student30": [
