@@ -1,11 +1,12 @@
 """The hackathon suite: every dataset x method x seed, target accuracy and labels spent.
 
     python experiments/hackathon_suite.py [--methods divdis erm oracle] [--datasets all]
-                                          [--seeds 0 1 2]
+                                          [--seeds 0 1 2] [--jobs 1]
 
 Runs `python -m hackrobust.train method=<m> dataset=<d> seed=<s> query=oracle` for each triple
 (multi-head methods spend at most 5 labels from the generated answer key through the same
-budget-and-ledger code as the API; ERM spends none), one run at a time. Each finished run is
+budget-and-ledger code as the API; ERM spends none), `--jobs` runs at a time (one unless
+told; on a GPU machine several share the device). Each finished run is
 appended to `<out>.jsonl`, so an interrupted study resumes where it stopped (`--fresh` starts over).
 `--datasets` takes names or the groups "mnist" (the ten MNIST sets) and "all" (those and the
 two hard image sets, vehicle_animal and humans, where the default is 0.5). The Markdown table
@@ -64,8 +65,10 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +278,47 @@ def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir:
     }
 
 
+def run_all(todo: list[tuple[str, str, int]], args: argparse.Namespace, log_dir: Path):
+    """Yields each run's record as it finishes, `args.jobs` runs at a time. After a failure no
+    new run starts; the ones under way finish and are yielded, then the failures are raised."""
+    failed = threading.Event()
+
+    def attempt(triple: tuple[str, str, int]) -> dict | None:
+        if failed.is_set():
+            return None  # not started: a run before it failed
+        try:
+            return run(*triple, args, log_dir)
+        except RuntimeError:
+            failed.set()
+            raise
+
+    failures = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for future in as_completed([pool.submit(attempt, triple) for triple in todo]):
+            try:
+                record = future.result()
+            except RuntimeError as failure:
+                failures.append(str(failure))
+                continue
+            if record is not None:
+                yield record
+    if failures:
+        raise RuntimeError("\n\n".join(failures))
+
+
+def table_arguments(argv: list[str]) -> list[str]:
+    """The arguments the table depends on: without --table-only and --jobs N (or --jobs=N)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg == "--table-only" or arg.startswith("--jobs="):
+            skip = False
+        elif arg == "--jobs":
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
 def default_score(dataset: str) -> float:
     """What not submitting scores on `dataset`."""
     return 0.5 if dataset in HARD else 0.8
@@ -467,6 +511,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--extra", nargs="*", default=["trainer.enable_progress_bar=false"])
     parser.add_argument("--offline", action="store_true")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at a time (each gets cores / jobs threads)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "hackathon_suite")
     parser.add_argument("--fresh", action="store_true", help="ignore the runs already recorded")
     parser.add_argument("--title", default="The hackathon suite", help="the table's heading")
@@ -484,25 +531,26 @@ def main() -> None:
     records = load_records(store)
     done = {(r["method"], r["dataset"], r["seed"]) for r in records}
     machine = environment()  # the same for every run of this process
+    todo = [
+        (method, dataset, seed)
+        for dataset in args.datasets
+        for method in args.methods
+        for seed in args.seeds
+        if (method, dataset, seed) not in done and dataset in ONLY_ON.get(method, {dataset})
+    ]
+    if args.jobs > 1:  # share the cores between the runs unless told how
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     with tempfile.TemporaryDirectory() as log_dir:
-        for dataset in args.datasets:
-            for method in args.methods:
-                for seed in args.seeds:
-                    if (method, dataset, seed) in done or args.table_only:
-                        continue
-                    if dataset not in ONLY_ON.get(method, {dataset}):
-                        continue
-                    record = run(method, dataset, seed, args, Path(log_dir))
-                    record["commit"] = commit_id()
-                    record["environment"] = machine
-                    append_record(store, record)
-                    records.append(record)
-                    print(
-                        f"{dataset} {method} seed {seed}: "
-                        f"{record['metrics']['target/final_acc']:.4f} "
-                        f"({record['seconds']:.0f} s)",
-                        flush=True,
-                    )
+        for record in run_all([] if args.table_only else todo, args, Path(log_dir)):
+            record["commit"] = commit_id()
+            record["environment"] = machine
+            append_record(store, record)
+            records.append(record)
+            print(
+                f"{record['dataset']} {record['method']} seed {record['seed']}: "
+                f"{record['metrics']['target/final_acc']:.4f} ({record['seconds']:.0f} s)",
+                flush=True,
+            )
 
     wanted = [
         r
@@ -517,7 +565,7 @@ def main() -> None:
         if d in ONLY_ON.get(m, {d})
         and not any(r["dataset"] == d and r["method"] == m and r["seed"] == s for r in wanted)
     ]
-    arguments = [a for a in sys.argv[1:] if a != "--table-only"]
+    arguments = table_arguments(sys.argv[1:])
     figure = args.out.with_suffix(".png")
     if wanted:
         plot(

@@ -1,9 +1,11 @@
 """Studies that run in seconds on the bundled stand-ins: they write the table they promise."""
 
+import argparse
 import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,45 @@ def _suite_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_hackathon_suite_runs_jobs_side_by_side_and_tables_without_the_job_count(tmp_path):
+    out = tmp_path / "suite"
+    command = [sys.executable, str(EXPERIMENTS / "hackathon_suite.py"), "--methods", "erm"]
+    command += ["--datasets", "toy", "--seeds", "0", "1", "--offline", "--out", str(out)]
+    subprocess.run([*command, "--jobs", "2"], check=True, capture_output=True, timeout=600)
+    records = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert sorted(r["seed"] for r in records) == [0, 1]
+    regenerate = out.with_suffix(".md").read_text().split("Regenerate: `")[1].split("`")[0]
+    assert "--seeds 0 1" in regenerate and "--jobs" not in regenerate
+
+
+def test_a_failed_run_stops_new_ones_but_keeps_those_under_way(monkeypatch, tmp_path):
+    suite = _suite_module()
+    started = []
+
+    def fake_run(method, dataset, seed, args, log_dir):
+        started.append(seed)
+        if seed == 0:
+            time.sleep(0.1)  # seed 1 has started beside it
+            raise RuntimeError("seed 0 failed")
+        time.sleep(0.5)  # still under way when seed 0 fails
+        return {"seed": seed}
+
+    monkeypatch.setattr(suite, "run", fake_run)
+    args = argparse.Namespace(jobs=2)
+    finished = []
+    with pytest.raises(RuntimeError, match="seed 0 failed"):
+        for record in suite.run_all([("erm", "toy", s) for s in range(6)], args, tmp_path):
+            finished.append(record["seed"])
+    assert finished == [1]  # the run beside the failure is kept; seeds 2 to 5 never start
+    assert sorted(started) == [0, 1]
+
+
+def test_table_arguments_leave_out_what_the_table_does_not_depend_on():
+    suite = _suite_module()
+    argv = ["--methods", "erm", "--jobs", "4", "--table-only", "--seeds", "0", "--jobs=2"]
+    assert suite.table_arguments(argv) == ["--methods", "erm", "--seeds", "0"]
 
 
 def test_ceilings_count_as_blind_submissions_and_never_query():
