@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_every_hackathon_suite_variant_composes(name, overrides, tmp_path):
     # The variant's settings outside its groups, which an option may interpolate
     # (the cosine schedule's T_max is trainer.max_epochs).
     roots = set(groups) | {p.split(".")[0] for p in groups.values()}
-    settings = [o for o, (k, _) in zip(overrides, pairs) if k.split(".")[0] not in roots]
+    settings = [o for o in overrides if re.split(r"[.=]", o.lstrip("+"))[0] not in roots]
     for key, value in pairs:
         if key in groups:  # a group: the option's config, as when selected alone
             package = groups[key]
