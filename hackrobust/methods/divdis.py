@@ -117,10 +117,12 @@ class DivDis(BaseMethod):
         return hypothesis_names(self.num_heads, self.hparams.num_classes, label_values)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         if self._reference:
             checkpoint[REFERENCE_KEY] = self._reference[0].state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         if REFERENCE_KEY in checkpoint:
             reference = copy.deepcopy(self.net).eval().requires_grad_(False)
             reference.load_state_dict(checkpoint[REFERENCE_KEY])
