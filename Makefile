@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 	study-hackathon study-hackathon-variants study-hackathon-wide study-hackathon-ceiling \
 	study-hackathon-topk study-hackathon-pretrained study-hackathon-deep study-hackathon-fresh-seeds \
 	study-hackathon-one-recipe study-hackathon-one-recipe-topk \
-	study-hackathon-one-recipe-transductive study-hackathon-last-fitting study-pair-switches \
+	study-hackathon-one-recipe-transductive study-hackathon-last-fitting \
+	study-hackathon-chosen-head-fitting study-pair-switches \
 	study-mnist-bar study-mix-rate \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
@@ -139,6 +140,15 @@ study-hackathon-last-fitting: $(STAMP) ## Study: the one recipe keeping the last
 		--out experiments/results/hackathon_suite_last_fitting \
 		--title "The hackathon suite: the one recipe, heads kept at their last fitting epoch" \
 		--note "The one recipe (make study-hackathon-one-recipe) with callbacks=last_fitting in place of callbacks=none: the heads' last epoch at which every head is within 0.02 of its best held-out labeled accuracy so far. divdis_pretrained_cosine_last_fitting: those heads without the student."
+
+study-hackathon-chosen-head-fitting: $(STAMP) ## Study: the one recipe predicting with the chosen head's last fitting epoch
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis_pretrained_cosine_chosen_head_fitting \
+		divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting --datasets mnist \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_chosen_head_fitting \
+		--title "The hackathon suite: the one recipe, the chosen head at its last fitting epoch" \
+		--note "The one recipe (make study-hackathon-one-recipe) with callbacks=chosen_head_fitting in place of callbacks=none: after the query, the chosen head's last epoch within 0.05 of its best held-out labeled accuracy so far, the head chosen again there from the labels revealed. divdis_pretrained_cosine_chosen_head_fitting: those heads without the student."
 
 study-pair-switches: $(STAMP) ## Study: DivDis with and without class-pair switches, mnist_embed_456, 10 seeds
 	$(STUDY)/hackathon_suite.py \

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from hackrobust import dashboards
 from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
+from hackrobust.head_fitting import HeadFittingCheckpoints
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, with_revealed_labels, write_outputs
 from hackrobust.pretrain import pretrain_trunk, trunk_state
@@ -80,8 +81,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             metrics["pretrain/loss"] = pretrained["loss"]
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         probs = predict_target(trainer, method, datamodule, ckpt_path=best or None)
-        head = int(method.chosen_head)
         query = next((c for c in trainer.callbacks if isinstance(c, ActiveQuery)), None)
+        fitting = next(
+            (c for c in trainer.callbacks if isinstance(c, HeadFittingCheckpoints)), None
+        )
+        if fitting is not None:
+            probs, epoch = predict_at_fitting_epoch(
+                trainer, method, datamodule, fitting, query, probs
+            )
+            if epoch is not None:
+                metrics["selection/epoch"] = float(epoch)
+        head = int(method.chosen_head)
         choice = query.result if query is not None else None
         self_training = None
         if cfg.get("self_training"):
@@ -168,6 +178,29 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
     objects = {"cfg": cfg, "datamodule": datamodule, "method": method, "trainer": trainer}
     return metrics, objects | {"probs": probs}
+
+
+def predict_at_fitting_epoch(
+    trainer, method, datamodule, fitting, query, probs
+) -> tuple[np.ndarray, int | None]:
+    """Predict again with the chosen head's last fitting epoch (`hackrobust.head_fitting`),
+    unless that is the last epoch; the query chooses the head again on those weights, from the
+    labels already revealed (the ledger returns them at no cost). Returns the probabilities
+    and the epoch they come from."""
+    head = int(method.chosen_head)
+    epoch = fitting.selected_epoch(head)
+    if epoch is None or epoch == fitting.last_epoch:
+        return probs, fitting.last_epoch
+    log.info("Head %d: predicting with epoch %d, its last fitting one", head, epoch)
+    if query is not None:
+        query.result = None
+    probs = predict_target(trainer, method, datamodule, ckpt_path=fitting.path(epoch))
+    if int(method.chosen_head) != head:
+        log.warning(
+            "At epoch %d the revealed labels chose head %d (head %d at the last epoch)",
+            epoch, int(method.chosen_head), head,
+        )  # fmt: skip
+    return probs, epoch
 
 
 def labeled_class_shares(datamodule) -> np.ndarray:

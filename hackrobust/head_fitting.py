@@ -1,0 +1,102 @@
+"""Keep, for the head the query chooses, its last epoch that still fits the held-out rows.
+
+Every candidate rule fits the labeled rows, so a head whose held-out labeled accuracy falls well
+below its best so far has stopped being one. On the low-mix set (5% of the unlabeled rows
+decorrelated) DivDis pushes its digit head to disagree on correlated rows late in training: its
+target accuracy went from 0.99 (epoch 4) to 0.90 (epoch 10) and its held-out accuracy from 0.98
+to 0.82. Only the chosen head's fit matters: on mnist_sum_bis the other head (a mix of two
+digits) drifts on the held-out rows while the chosen one keeps improving on the target, so a rule
+asking every head to fit (`val/select_last_fitting`) stopped there at epoch 1 (0.925, against
+0.962 at the last epoch).
+
+`HeadFittingCheckpoints` records each head's held-out accuracy per epoch and keeps the weights of
+every epoch some head may still be selected at (at most one per head, plus the newest). After the
+query has chosen a head on the last epoch's weights, `train` predicts again with that head's
+selected epoch (`selected_epoch`), re-choosing the head there from the labels already revealed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+# Held-out accuracies are fractions of a few hundred rows: equal ones must compare equal.
+_SLACK = 1e-9
+
+
+def last_fitting_epoch(history: dict[int, list[float]], head: int, tolerance: float) -> int | None:
+    """The last epoch at which `head`'s held-out accuracy is within `tolerance` of its best at
+    that epoch or before (None with no epoch recorded)."""
+    selected, best = None, float("-inf")
+    for epoch in sorted(history):
+        accuracy = history[epoch][head]
+        best = max(best, accuracy)
+        if accuracy >= best - tolerance - _SLACK:
+            selected = epoch
+    return selected
+
+
+class HeadFittingCheckpoints(L.Callback):
+    """Saves the weights of the epochs `last_fitting_epoch` may select, per head.
+
+    Args:
+        dirpath: where the weights go (`epoch_NNN.ckpt`, weights only).
+        tolerance: how far below its best held-out accuracy so far a head may fall at a selected
+            epoch. The default, 0.05, is about two standard errors of a 120-row held-out split
+            near 0.95: the noise of a head that still fits stays inside it, the low-mix set's
+            fall (0.15 to 0.2) does not.
+    """
+
+    def __init__(self, dirpath: str | Path, tolerance: float = 0.05):
+        self.dirpath = Path(dirpath)
+        self.tolerance = tolerance
+        self.history: dict[int, list[float]] = {}
+
+    def path(self, epoch: int) -> Path:
+        return self.dirpath / f"epoch_{epoch:03d}.ckpt"
+
+    @property
+    def last_epoch(self) -> int | None:
+        return max(self.history, default=None)
+
+    def selected_epoch(self, head: int) -> int | None:
+        """The epoch whose weights serve `head` (None before any selectable epoch)."""
+        return last_fitting_epoch(self.history, head, self.tolerance) if self.history else None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not pl_module.selection_ready():
+            return
+        names = (
+            [f"val/acc_head{h}" for h in range(pl_module.num_heads)]
+            if pl_module.num_heads > 1
+            else ["val/acc"]
+        )
+        metrics = trainer.callback_metrics
+        if not all(name in metrics for name in names):
+            return  # no held-out split: nothing to select on
+        epoch = trainer.current_epoch
+        self.history[epoch] = [float(metrics[name]) for name in names]
+        trainer.save_checkpoint(self.path(epoch), weights_only=True)
+        self._drop_unselectable(trainer)
+
+    def _drop_unselectable(self, trainer: L.Trainer) -> None:
+        """Delete the weights no head can be selected at any more: a later epoch that fits a
+        head stays selected for it whatever comes after (its best so far is fixed)."""
+        keep = {self.selected_epoch(h) for h in range(len(self.history[self.last_epoch]))}
+        keep.add(self.last_epoch)
+        if not trainer.is_global_zero:
+            return  # rank 0 wrote the weights
+        for epoch in self.history:
+            path = self.path(epoch)
+            if epoch not in keep and path.exists():
+                path.unlink()
+
+    def state_dict(self) -> dict:
+        return {"history": self.history, "tolerance": self.tolerance}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.history = {int(e): list(a) for e, a in state_dict["history"].items()}
