@@ -15,6 +15,8 @@ there, +inf elsewhere. Every candidate rule fits the labeled rows, so a head tha
 the held-out ones is no longer one. On the low-mix set (5% of the unlabeled rows decorrelated)
 DivDis's digit head was at 0.993 on the target at epoch 2 and 0.904 at epoch 10, wrong on the
 correlated rows it was pushed to disagree on, and its held-out accuracy fell with it (1.0 to 0.82).
+Asking every head to fit is too strict where a wrong head drifts (mnist_sum_bis):
+`hackrobust.head_fitting` judges the chosen head alone.
 """
 
 from __future__ import annotations
