@@ -10,14 +10,18 @@ asking every head to fit (`val/select_last_fitting`) stopped there at epoch 1 (0
 0.962 at the last epoch).
 
 `HeadFittingCheckpoints` records each head's held-out accuracy per epoch and keeps the weights of
-every epoch some head may still be selected at (at most one per head, plus the newest). After the
+every epoch some hypothesis may still be selected at (at most one per head, one for all heads
+together, and the newest). After the
 query has chosen a head on the last epoch's weights, `train` predicts again with that head's
 selected epoch (`selected_epoch`), re-choosing the head there from the labels already revealed.
+A mixed class-pair hypothesis (`hackrobust.query.pair_switches`, index >= the number of heads)
+reads every head, so its epoch is the last at which every head fits.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -28,14 +32,17 @@ log = logging.getLogger(__name__)
 _SLACK = 1e-9
 
 
-def last_fitting_epoch(history: dict[int, list[float]], head: int, tolerance: float) -> int | None:
-    """The last epoch at which `head`'s held-out accuracy is within `tolerance` of its best at
-    that epoch or before (None with no epoch recorded)."""
-    selected, best = None, float("-inf")
+def last_fitting_epoch(
+    history: dict[int, list[float]], heads: int | Sequence[int], tolerance: float
+) -> int | None:
+    """The last epoch at which the held-out accuracy of each of `heads` is within `tolerance`
+    of its best at that epoch or before (None with no such epoch)."""
+    heads = [heads] if isinstance(heads, int) else list(heads)
+    selected, best = None, [float("-inf")] * len(heads)
     for epoch in sorted(history):
-        accuracy = history[epoch][head]
-        best = max(best, accuracy)
-        if accuracy >= best - tolerance - _SLACK:
+        accuracy = [history[epoch][h] for h in heads]
+        best = [max(b, a) for b, a in zip(best, accuracy, strict=True)]
+        if all(a >= b - tolerance - _SLACK for a, b in zip(accuracy, best, strict=True)):
             selected = epoch
     return selected
 
@@ -63,9 +70,19 @@ class HeadFittingCheckpoints(L.Callback):
     def last_epoch(self) -> int | None:
         return max(self.history, default=None)
 
-    def selected_epoch(self, head: int) -> int | None:
-        """The epoch whose weights serve `head` (None before any selectable epoch)."""
-        return last_fitting_epoch(self.history, head, self.tolerance) if self.history else None
+    @property
+    def num_heads(self) -> int:
+        return len(self.history[self.last_epoch]) if self.history else 0
+
+    def heads_read_by(self, hypothesis: int) -> list[int]:
+        """A head reads itself; a mixed hypothesis (index past the heads) reads them all."""
+        return [hypothesis] if hypothesis < self.num_heads else list(range(self.num_heads))
+
+    def selected_epoch(self, hypothesis: int) -> int | None:
+        """The epoch whose weights serve `hypothesis` (None before any selectable epoch)."""
+        if not self.history:
+            return None
+        return last_fitting_epoch(self.history, self.heads_read_by(hypothesis), self.tolerance)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not pl_module.selection_ready():
@@ -84,9 +101,10 @@ class HeadFittingCheckpoints(L.Callback):
         self._drop_unselectable(trainer)
 
     def _drop_unselectable(self, trainer: L.Trainer) -> None:
-        """Delete the weights no head can be selected at any more: a later epoch that fits a
-        head stays selected for it whatever comes after (its best so far is fixed)."""
-        keep = {self.selected_epoch(h) for h in range(len(self.history[self.last_epoch]))}
+        """Delete the weights no hypothesis can be selected at any more: a later epoch that fits
+        a head stays selected for it whatever comes after (its best so far is fixed)."""
+        # Each head alone, and every head together (the mixed hypotheses).
+        keep = {self.selected_epoch(h) for h in range(self.num_heads + 1)}
         keep.add(self.last_epoch)
         if not trainer.is_global_zero:
             return  # rank 0 wrote the weights

@@ -39,6 +39,15 @@ def test_each_head_keeps_its_own_last_fitting_epoch():
     assert last_fitting_epoch({}, 0, 0.05) is None
 
 
+def test_a_mixed_hypothesis_needs_every_head_to_fit():
+    # Class-pair switches (hypotheses 2 and up beside two heads) read both heads on some rows.
+    callback = HeadFittingCheckpoints("unused", tolerance=0.02)
+    callback.history = _history(SUM_BIS_CHOSEN, SUM_BIS_OTHER)
+    assert callback.heads_read_by(0) == [0] and callback.heads_read_by(5) == [0, 1]
+    assert (callback.selected_epoch(0), callback.selected_epoch(1)) == (4, 2)
+    assert callback.selected_epoch(2) == last_fitting_epoch(callback.history, [0, 1], 0.02) == 1
+
+
 def test_accuracy_exactly_at_the_tolerance_still_fits():
     # 113/120 against 119/120: exactly 0.05 below, up to floating point.
     assert last_fitting_epoch(_history([119 / 120, 113 / 120]), 0, 0.05) == 1
@@ -65,17 +74,19 @@ class _Module:
 
 def test_weights_are_kept_only_where_some_head_may_still_be_selected(tmp_path):
     callback = HeadFittingCheckpoints(tmp_path, tolerance=0.05)
-    for epoch, (a, b) in enumerate([(0.9, 0.9), (1.0, 0.9), (0.8, 0.95), (0.8, 0.7)]):
+    accuracies = [(0.9, 0.9), (1.0, 0.9), (0.8, 0.95), (0.8, 0.7), (0.8, 0.7)]
+    for epoch, (a, b) in enumerate(accuracies):
         metrics = {"val/acc_head0": torch.tensor(a), "val/acc_head1": torch.tensor(b)}
         callback.on_validation_end(_Trainer(epoch, metrics), _Module())
-    # Head 0 last fit at epoch 1, head 1 at epoch 2; epoch 3 is the newest.
-    assert (callback.selected_epoch(0), callback.selected_epoch(1)) == (1, 2)
+    # Head 0 last fit at epoch 1, head 1 at epoch 2, both together at epoch 1 too (epoch 0 is
+    # dropped); epoch 4 is the newest, epoch 3 no hypothesis can be selected at any more.
+    assert [callback.selected_epoch(h) for h in range(3)] == [1, 2, 1]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "epoch_001.ckpt", "epoch_002.ckpt", "epoch_003.ckpt"
+        "epoch_001.ckpt", "epoch_002.ckpt", "epoch_004.ckpt"
     ]  # fmt: skip
     restored = HeadFittingCheckpoints(tmp_path)
     restored.load_state_dict(callback.state_dict())  # a resumed run keeps the history
-    assert restored.history == callback.history and restored.last_epoch == 3
+    assert restored.history == callback.history and restored.last_epoch == 4
 
 
 def test_a_run_predicts_with_the_chosen_heads_epoch_from_the_labels_it_revealed(
