@@ -6,8 +6,9 @@ Trains nothing: for each of the ten MNIST sets it reads the recorded runs (3 see
 mnist_embed_456) of the recipe named in RECIPES from that study's `.jsonl`, and ERM's on the
 same model (the same study's ERM rows where it has them, else the main suite's, which runs the
 same width-16 CNN, and the same MLP on the embeddings).
-Beside it, the one recipe (FLAGSHIP, `make study-hackathon-one-recipe`) on every set, with
-the seeds it has run so far. Each study's table says the command that made its records.
+Beside it, one recipe on every set, with the seeds it has run so far: FLAGSHIP (`make
+study-hackathon-chosen-head-fitting`), and the one it replaced (PREVIOUS_ONE_RECIPE, `make
+study-hackathon-one-recipe`). Each study's table says the command that made its records.
 The recipes were chosen per set, on those seeds, among the studies' variants: the bar is met
 on the seeds they were chosen on (on mnist_embed_456, the class-pair switches were worked out
 on seeds 1, 2 and 5).
@@ -38,8 +39,17 @@ RECIPES = {
     # The one recipe (make study-hackathon-one-recipe) with the class-pair switches, 10 seeds.
     "mnist_embed_456": ("pair_switches", "divdis_pretrained_self_training_fixmatch_student30"),
 }
-# The one recipe: the mnist_sum_bis recipe with nothing changed per set, and its study.
-FLAGSHIP = ("hackathon_suite_one_recipe", "divdis_pretrained_self_training_fixmatch_student30")
+# One recipe, nothing changed per set: (its study, its name). The flagship predicts with the
+# chosen head's last fitting epoch (callbacks=chosen_head_fitting); the previous one, the
+# mnist_sum_bis recipe unchanged, fell to 0.936 on the low-mix set's seed 0.
+FLAGSHIP = (
+    "hackathon_suite_chosen_head_fitting",
+    "divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting",
+)
+PREVIOUS_ONE_RECIPE = (
+    "hackathon_suite_one_recipe",
+    "divdis_pretrained_self_training_fixmatch_student30",
+)
 SEEDS = 3  # the seeds of each set in the one-recipe study
 
 
@@ -87,10 +97,10 @@ def flagship_rows(results: Path, datasets=tuple(RECIPES), flagship=FLAGSHIP) -> 
     ]  # fmt: skip
 
 
-def flagship_table(rows: list[dict], flagship=FLAGSHIP) -> str:
+def flagship_table(rows: list[dict], flagship=FLAGSHIP, heading="One recipe on every set") -> str:
     study, method = flagship
     lines = [
-        f"## One recipe on every set: `{method}`",
+        f"## {heading}: `{method}`",
         "",
         f"From [{study}]({study}.md) (3 conv blocks on the images, the MLP on the embeddings);",
         f"a set meets the bar once its {SEEDS} seeds are run and their mean reaches {BAR}.",
@@ -151,7 +161,13 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the records are")
     parser.add_argument("--out", type=Path, default=RESULTS / "mnist_bar.md")
     args = parser.parse_args()
-    text = table(bar_rows(args.results)) + "\n" + flagship_table(flagship_rows(args.results))
+    text = table(bar_rows(args.results))
+    for recipe, heading in (
+        (FLAGSHIP, "One recipe on every set"),
+        (PREVIOUS_ONE_RECIPE, "The previous one recipe"),
+    ):
+        rows = flagship_rows(args.results, flagship=recipe)
+        text += "\n" + flagship_table(rows, recipe, heading)
     args.out.write_text(text)
     print(f"wrote {args.out}")
 

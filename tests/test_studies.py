@@ -172,10 +172,14 @@ def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     flagship = bar.flagship_rows(tmp_path, ("a", "b", "c"), ("deep", "recipe"))
     assert [r["recipe"] for r in flagship] == [[0.97, 0.99, 0.99], [], []]
     text = bar.flagship_table(flagship, ("deep", "recipe"))
+    assert "## One recipe on every set: `recipe`" in text
     assert "| a | 3 of 3 | 0.983 | 0.970 | 0.970, 0.990, 0.990 | yes |" in text
     assert "| b | 0 of 3 | not run yet | – | – | open |" in text
     assert "**The one recipe meets 0.98 on 1 of 3 sets; 1 of 3 have all 3 seeds run.**" in text
-    one_seed = bar.flagship_table([dict(dataset="c", recipe=[0.99], meets=False)])
+    one_seed = bar.flagship_table(
+        [dict(dataset="c", recipe=[0.99], meets=False)], heading="The previous one recipe"
+    )
+    assert one_seed.startswith(f"## The previous one recipe: `{bar.FLAGSHIP[1]}`")
     assert "| c | 1 of 3 | 0.990 | 0.990 | 0.990 | open |" in one_seed
 
 
