@@ -453,9 +453,10 @@ def self_training_table(records: list[dict]) -> str:
     methods = ", ".join(f"`{m}`" for m in sorted({method for _, method in rows}))
     return (
         f"\n\nSelf-training ({methods}): in each run, the\n"
-        "target accuracy of the head DivDis chose and of the student trained on its pseudo-labels\n"
-        "(reading only), how often the student passed its checks (revealed labels, held-out\n"
-        "split) and replaced the head, and the accuracy submitted.\n\n" + "\n".join(lines)
+        "target accuracy of the head the query chose and of the student trained on its\n"
+        "pseudo-labels (reading only), how often the student passed its checks (revealed\n"
+        "labels, held-out split) and replaced the head, and the accuracy submitted.\n\n"
+        + "\n".join(lines)
     )
 
 
