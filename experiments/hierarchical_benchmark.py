@@ -10,7 +10,8 @@ long-tailed train split of `dataset=tinyimagenet_hier`, seed 0; kept in `--work-
 re-used). No pretrained weights can be fetched offline, and a ResNet50 trains at about 10 images/s
 on 2 CPUs, so the CPU default is a barely trained backbone (30 batches: enough to set its batch
 norm statistics): a weak-feature regime. On a GPU, train a real one:
-`--image-size 64 --backbone-epochs 30 --backbone-batches 0 --extra trainer=gpu dataset.num_workers=8`. Stage 2 retrains the classifier on the checkpoint's cached features
+`--image-size 64 --backbone-epochs 30 --backbone-batches 0 --extra trainer=gpu
+dataset.num_workers=8`. Stage 2 retrains the classifier on the checkpoint's cached features
 (`dataset.head_only=true`) with each method and seed, through `experiment=rayan`; the score is
 each run's `worst_k.json` on the species-balanced test split: the mean accuracy of the K% worst
 species for K = 10..50, and the overall accuracy. Finished runs go to `<out>.jsonl` (a stopped

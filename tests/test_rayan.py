@@ -110,7 +110,8 @@ def test_batches_stages_and_labels(tree):
     # The test split is numbered like train: each species keeps its class and group id.
     target = next(iter(dm.predict_dataloader()))
     assert torch.equal(target["idx"], torch.arange(16))
-    species_class = dict(zip(dm.train_set.tensors["group"].tolist(), dm.train_set.tensors["y"].tolist(), strict=True))  # fmt: skip
+    tensors = dm.train_set.tensors
+    species_class = dict(zip(tensors["group"].tolist(), tensors["y"].tolist(), strict=True))
     for g, y in zip(target["group"].tolist(), target["y"].tolist(), strict=True):
         assert species_class.get(g, y) == y
 

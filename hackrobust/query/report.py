@@ -5,15 +5,15 @@ is right, not how accurate it is. The estimate combines both. By default the cho
 taken to be as accurate on the target rows as on the held-out labeled split. That errs high
 under shift (the target has rows where the spurious feature no longer goes with the label):
 on mnist_embed_456 it said "submit" for heads at 0.79 and 0.74. With the active query's
-`atc_score` set, it is estimated instead with Average Thresholded Confidence (ATC; Garg et al., "Leveraging Unlabeled
-Data to Predict Out-of-Distribution Performance", ICLR 2022): a threshold t on the head's
-confidence (its largest probability, ATC-MC; the negative entropy, ATC-NE, is the other choice)
-is chosen so that the share of held-out rows above t is the held-out accuracy; the share of
-target rows above t estimates the target accuracy. It cannot see rows the head gets wrong with
-confidence, so under a strong shift it still errs high; with a perfect held-out split it errs
-low (t is then the least sure held-out row: on mnist_uniform_color_random_row a head at 0.995
-was estimated at 0.76 and the verdict was to abstain, which is why it is not the default). It
-is computed apart where every head agrees
+`atc_score` set, it is estimated instead with Average Thresholded Confidence (ATC; Garg et
+al., "Leveraging Unlabeled Data to Predict Out-of-Distribution Performance", ICLR 2022): a
+threshold t on the head's confidence (its largest probability, ATC-MC; the negative entropy,
+ATC-NE, is the other choice) is chosen so that the share of held-out rows above t is the
+held-out accuracy; the share of target rows above t estimates the target accuracy. It cannot
+see rows the head gets wrong with confidence, so under a strong shift it still errs high; with
+a perfect held-out split it errs low (t is then the least sure held-out row: on
+mnist_uniform_color_random_row a head at 0.995 was estimated at 0.76 and the verdict was to
+abstain, which is why it is not the default). It is computed apart where every head agrees
 (a_agree) and where they disagree (a_dis); there the head is right as often if it is the true
 head (posterior P) and wrong as often if not:
 
@@ -190,7 +190,10 @@ def build_report(
             min(point, agree * lows + (1 - agree) * float(beta.ppf(0.05))),
             max(point, agree * highs + (1 - agree) * float(beta.ppf(0.95))),
         )
-        basis = f"the chosen head contradicts a revealed label: its accuracy where the heads disagree is estimated from the revealed labels ({source} where they agree)"
+        basis = (
+            "the chosen head contradicts a revealed label: its accuracy where the heads disagree"
+            f" is estimated from the revealed labels ({source} where they agree)"
+        )
     else:
         right = sum(predicted[d, head] == y for d, y in revealed.items())
         wrong = len(revealed) - right
