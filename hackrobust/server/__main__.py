@@ -1,7 +1,7 @@
 """python -m hackrobust.server {serve,add-team,add-exercise}: a local hackathon42 server.
 
 python -m hackrobust.server add-team my_team  # password: HACKROBUST_SERVER_PASSWORD or a prompt
-python -m hackrobust.server add-exercise 3 DATASET_DIR  # a folder with y_val.npy (generated: yes)
+python -m hackrobust.server add-exercise 3 DATASET_DIR  # a folder holding y_val.npy
 python -m hackrobust.server serve --port 8000
 """
 
