@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -58,9 +59,14 @@ def build_run(overrides: list[str], output_dir: Path) -> tuple[DictConfig, objec
 OFFLINE_SOURCE = {"mnist": "digits", "cifar": "synthetic", "smiles": "synthetic"}
 
 
+@cache
+def _image_source(dataset: str) -> str | None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=[f"dataset={dataset}"]).dataset.get("source")
+
+
 def offline_overrides(dataset: str, output_dir: Path) -> list[str]:
     """Overrides that make a generated `dataset` tiny and offline."""
-    cfg = compose_train([f"dataset={dataset}"], output_dir)
-    source = cfg.dataset.get("source")
+    source = _image_source(dataset)
     extra = [f"dataset.source={OFFLINE_SOURCE[source]}"] if source in OFFLINE_SOURCE else []
     return [f"dataset={dataset}", *TINY, *extra]

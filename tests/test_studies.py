@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import TINY
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
+# One epoch on tiny splits: these tests check what a study writes, not how well it trains.
+QUICK = ["--extra", "trainer.enable_progress_bar=false", "trainer.max_epochs=1", *TINY]
 
 
 def test_speed_study_reports_the_ratio_and_the_allocator_row(tmp_path):
     out = tmp_path / "speed.md"
     command = [sys.executable, str(EXPERIMENTS / "speed_study.py"), "--offline", "--epochs", "2"]
+    # Tiny splits: the table, not the timings, is under test.
+    command += ["--extra", *TINY]
     subprocess.run([*command, "--out", str(out)], check=True, capture_output=True, timeout=600)
     table = out.read_text()
     rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")]
@@ -30,7 +35,7 @@ def test_speed_study_reports_the_ratio_and_the_allocator_row(tmp_path):
 def test_erm_baseline_tables_erm_beside_the_default_and_records_the_machine(tmp_path):
     out = tmp_path / "erm.md"
     command = [sys.executable, str(EXPERIMENTS / "erm_baseline.py"), "--offline", "--seeds", "0"]
-    command += ["--datasets", "toy", "--out", str(out)]
+    command += ["--datasets", "toy", "--out", str(out), *QUICK]
     subprocess.run(command, check=True, capture_output=True, timeout=600)
     table = out.read_text()
     row = next(line for line in table.splitlines() if line.startswith("| toy |"))
@@ -43,7 +48,7 @@ def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
     out = tmp_path / "suite"
     command = [sys.executable, str(EXPERIMENTS / "hackathon_suite.py"), "--methods", "erm"]
     command += ["--seeds", "0", "--offline", "--out", str(out)]
-    subprocess.run([*command, "--datasets", "toy"], check=True, capture_output=True, timeout=600)
+    subprocess.run([*command, "--datasets", "toy", *QUICK], check=True, capture_output=True, timeout=600)
     table = out.with_suffix(".md").read_text()
     assert "| toy | erm |" in table
     recorded = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[0])["environment"]
@@ -71,7 +76,7 @@ def test_hackathon_suite_runs_jobs_side_by_side_and_tables_without_the_job_count
     out = tmp_path / "suite"
     command = [sys.executable, str(EXPERIMENTS / "hackathon_suite.py"), "--methods", "erm"]
     command += ["--datasets", "toy", "--seeds", "0", "1", "--offline", "--out", str(out)]
-    subprocess.run([*command, "--jobs", "2"], check=True, capture_output=True, timeout=600)
+    subprocess.run([*command, "--jobs", "2", *QUICK], check=True, capture_output=True, timeout=600)
     records = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
     assert sorted(r["seed"] for r in records) == [0, 1]
     regenerate = out.with_suffix(".md").read_text().split("Regenerate: `")[1].split("`")[0]

@@ -36,7 +36,7 @@ def test_every_dataset_is_offered():
 @pytest.mark.parametrize("dataset", GENERATED)
 def test_compose_and_step_every_dataset_method(dataset, method, tmp_path):
     """Every dataset x method config builds; the method takes a training step on the data."""
-    overrides = [*offline_overrides(dataset, tmp_path), f"method={method}"]
+    overrides = [*offline_overrides(dataset, tmp_path), f"method={method}", "dataset.batch_size=16"]
     _, datamodule, module = build_run(overrides, tmp_path)
     datamodule.with_unlabeled = module.uses_unlabeled
     batch = {name: next(iter(loader)) for name, loader in datamodule.train_dataloader().items()}
