@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from helpers import TINY
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
@@ -48,7 +49,9 @@ def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
     out = tmp_path / "suite"
     command = [sys.executable, str(EXPERIMENTS / "hackathon_suite.py"), "--methods", "erm"]
     command += ["--seeds", "0", "--offline", "--out", str(out)]
-    subprocess.run([*command, "--datasets", "toy", *QUICK], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [*command, "--datasets", "toy", *QUICK], check=True, capture_output=True, timeout=600
+    )
     table = out.with_suffix(".md").read_text()
     assert "| toy | erm |" in table
     recorded = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[0])["environment"]
