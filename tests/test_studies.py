@@ -146,6 +146,27 @@ def test_every_suite_variant_composes_into_a_run_config(tmp_path):
             assert setting == yaml.safe_load(value), (name, key)
 
 
+@pytest.mark.parametrize("dataset", ["mnist_sum", "mnist_embed"])
+def test_experiment_flagship_is_the_recipe_the_study_measured(tmp_path, dataset):
+    """`experiment=flagship` composes to the config of mnist_bar's flagship rows: the suite's
+    variant with the study's `model.cnn_blocks=3`, nothing more and nothing less."""
+    from omegaconf import OmegaConf
+
+    from helpers import compose_train
+
+    spec = importlib.util.spec_from_file_location("bar", EXPERIMENTS / "mnist_bar.py")
+    bar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bar)
+    study, variant = bar.FLAGSHIP
+    suite = _suite_module()
+    common = [f"dataset={dataset}", "dataset.source=digits", "query=oracle"]
+    studied = compose_train([*suite.VARIANTS[variant], "model.cnn_blocks=3", *common], tmp_path)
+    flagship = compose_train(["experiment=flagship", *common], tmp_path)
+
+    assert OmegaConf.to_container(flagship) == OmegaConf.to_container(studied)
+    assert study in (EXPERIMENTS / ".." / "Makefile").read_text()  # a study that can be re-run
+
+
 def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     spec = importlib.util.spec_from_file_location("bar", EXPERIMENTS / "mnist_bar.py")
     bar = importlib.util.module_from_spec(spec)
