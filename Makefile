@@ -144,11 +144,11 @@ study-hackathon-last-fitting: $(STAMP) ## Study: the one recipe keeping the last
 study-hackathon-chosen-head-fitting: $(STAMP) ## Study: the one recipe predicting with the chosen head's last fitting epoch
 	$(STUDY)/hackathon_suite.py \
 		--methods divdis_pretrained_cosine_chosen_head_fitting \
-		divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting --datasets mnist \
+		divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting erm --datasets mnist \
 		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
 		--out experiments/results/hackathon_suite_chosen_head_fitting \
 		--title "The hackathon suite: the one recipe, the chosen head at its last fitting epoch" \
-		--note "The one recipe (make study-hackathon-one-recipe) with callbacks=chosen_head_fitting in place of callbacks=none: after the query, the chosen head's last epoch within 0.05 of its best held-out labeled accuracy so far, the head chosen again there from the labels revealed. divdis_pretrained_cosine_chosen_head_fitting: those heads without the student."
+		--note "The one recipe (make study-hackathon-one-recipe) with callbacks=chosen_head_fitting in place of callbacks=none: after the query, the chosen head's last epoch within 0.05 of its best held-out labeled accuracy so far, the head chosen again there from the labels revealed. divdis_pretrained_cosine_chosen_head_fitting: those heads without the student. ERM: the same model, for comparison."
 
 study-pair-switches: $(STAMP) ## Study: DivDis with and without class-pair switches, mnist_embed_456, 10 seeds
 	$(STUDY)/hackathon_suite.py \

@@ -197,19 +197,28 @@ def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     assert "**1 of 2 sets meet 0.98" in text
     with pytest.raises(ValueError, match="deep.jsonl has no recipe run on c"):
         bar.bar_rows(tmp_path, {"c": ("deep", "recipe")})
-    # The one recipe: a set meets the bar only with all its seeds run.
-    flagship = bar.flagship_rows(tmp_path, ("a", "b", "c"), ("deep", "recipe"))
-    assert [r["recipe"] for r in flagship] == [[0.97, 0.99, 0.99], [], []]
-    text = bar.flagship_table(flagship, ("deep", "recipe"))
-    assert "## One recipe on every set: `recipe`" in text
-    assert "| a | 3 of 3 | 0.983 | 0.970 | 0.970, 0.990, 0.990 | yes |" in text
-    assert "| b | 0 of 3 | not run yet | – | – | open |" in text
+    # The one recipe: a set meets the bar only with all its seeds run; ERM from FLAGSHIP's study.
+    flagship = [
+        record(d, "recipe", s, acc) | {"report": {"recommendation": verdict}}
+        for d, s, acc, verdict in (
+            ("a", 0, 0.97, "keep the default (do not submit)"),
+            ("a", 1, 0.99, "submit"),
+            ("a", 2, 0.99, "submit"),
+            ("c", 0, 0.99, "submit"),
+        )
+    ] + [record("a", "erm", s, 0.7) for s in range(2)]
+    lines = "\n".join(json.dumps(r) for r in flagship)
+    (tmp_path / f"{bar.FLAGSHIP[0]}.jsonl").write_text(lines + "\n")
+    rows = bar.flagship_rows(tmp_path, ("a", "b", "c"), (bar.FLAGSHIP[0], "recipe"))
+    assert [r["recipe"] for r in rows] == [[0.97, 0.99, 0.99], [], [0.99]]
+    text = bar.flagship_table(rows, (bar.FLAGSHIP[0], "recipe"))
+    assert "## The flagship, one recipe on every set: `recipe`" in text
+    assert "| a | 3 of 3 | 0.983 | 0.970 | 0.970, 0.990, 0.990 | 2 of 3 | 0.700 | yes |" in text
+    assert "| b | 0 of 3 | not run yet | – | – | 0 of 0 | not run | open |" in text
+    assert "| c | 1 of 3 | 0.990 | 0.990 | 0.990 | 1 of 1 | not run | open |" in text
     assert "**The one recipe meets 0.98 on 1 of 3 sets; 1 of 3 have all 3 seeds run.**" in text
-    one_seed = bar.flagship_table(
-        [dict(dataset="c", recipe=[0.99], meets=False)], heading="The previous one recipe"
-    )
-    assert one_seed.startswith(f"## The previous one recipe: `{bar.FLAGSHIP[1]}`")
-    assert "| c | 1 of 3 | 0.990 | 0.990 | 0.990 | open |" in one_seed
+    previous = bar.flagship_table(rows[2:], heading="The previous one recipe")
+    assert previous.startswith(f"## The previous one recipe: `{bar.FLAGSHIP[1]}`")
 
 
 def test_the_degeneracy_count_finds_left_right_alone_with_two_classes_and_720_with_three():
