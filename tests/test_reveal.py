@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -93,6 +96,52 @@ def test_a_crash_between_reveal_and_record_loses_no_label(credentials, monkeypat
         assert rerun.reveal(8) == LABELS[8]
         assert rerun.revealed == {6: LABELS[6], 8: LABELS[8]}
         assert server.revealed["team"] == [6, 8]  # datum 6 was not charged twice
+
+
+# A process that reveals datum 6, then SIGKILLs itself once the label has come back: before the
+# ledger write starts ("before the write"), or with the new ledger written to its temporary file
+# but not yet renamed into place ("before the rename"). Nothing of Python's clean-up runs.
+KILLED_REVEAL = """
+import os, signal, sys
+from hackrobust.reveal import ApiRevealer, Ledger, ledger
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "before the write":
+    write = Ledger.write
+    def killing_write(self, state):
+        if state["revealed"]:
+            die()
+        write(self, state)
+    Ledger.write = killing_write
+else:
+    replace, calls = ledger.os.replace, []
+    def killing_replace(source, target):
+        calls.append(source)
+        if len(calls) == 2:  # the first one records the pending datum
+            die()
+        replace(source, target)
+    ledger.os.replace = killing_replace
+ApiRevealer(sys.argv[1], exercise_id=4).reveal(6)
+"""
+
+
+@pytest.mark.parametrize("moment", ["before the write", "before the rename"])
+def test_a_process_killed_after_the_answer_loses_no_label(credentials, moment):
+    with FakeRevealServer(LABELS, budget=5) as server:
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_REVEAL, server.url, moment], capture_output=True
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        assert server.revealed["team"] == [6]  # the server answered and charged it
+
+        rerun = ApiRevealer(server.url, exercise_id=4)
+        assert rerun.ledger.read()["pending"] == 6 and rerun.remaining == 4
+        assert rerun.reveal(8) == LABELS[8]
+        assert rerun.revealed == {6: LABELS[6], 8: LABELS[8]}  # 6 asked again, free
+        assert server.revealed["team"] == [6, 8]
+        assert not list(rerun.ledger.path.parent.glob(f".{rerun.ledger.path.name}.*"))
 
 
 def test_retries_5xx_then_succeeds(credentials):

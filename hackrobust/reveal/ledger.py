@@ -4,8 +4,9 @@ One JSON file per (URL, user, exercise). A reveal is recorded in two steps: the 
 marked *pending* before the request goes out, and its label is written when the answer comes
 back. After a crash between the two, the next run asks for the pending datum again (the
 server does not charge twice for a datum already revealed) instead of spending a new label.
-Writes are atomic (temporary file, fsync, rename) and an advisory lock keeps two processes
-from spending the same budget at once.
+Writes are atomic (temporary file, fsync, rename; a writer killed before its rename leaves a
+temporary file that the next holder of the lock removes) and an advisory lock keeps two
+processes from spending the same budget at once.
 """
 
 from __future__ import annotations
@@ -47,9 +48,16 @@ class Ledger:
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self._remove_stale_temporaries()
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of writers killed before their rename: every write holds the lock,
+        so under it none is in progress."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*"):
+            stale.unlink(missing_ok=True)
 
     def read(self) -> dict:
         if not self.path.exists():
