@@ -18,6 +18,7 @@ from hackrobust.reveal import (
     BudgetExhaustedError,
     Ledger,
     OracleRevealer,
+    RefusedError,
     RevealError,
 )
 
@@ -161,6 +162,45 @@ def test_clear_errors_for_4xx_and_unreachable(credentials, monkeypatch):
         url = server.url
     with pytest.raises(RevealError, match="unreachable after 2 tries"):
         ApiRevealer(url, exercise_id=1, retries=1, backoff=0.01, timeout=1).reveal(1)
+
+
+def test_a_refused_datum_is_not_left_pending(credentials):
+    with FakeRevealServer(LABELS, budget=2) as server:
+        client = ApiRevealer(server.url, exercise_id=1)
+        with pytest.raises(RefusedError, match="unknown datum 99") as unknown:
+            client.reveal(99)
+        assert unknown.value.status == 404
+        assert client.reveal(1) == LABELS[1] and client.reveal(2) == LABELS[2]
+        with pytest.raises(RefusedError, match="HTTP 403"):  # the server's budget is 2
+            client.reveal(3)
+        assert client.ledger.read()["pending"] is None and client.remaining == 3
+        assert client.reveal(1) == LABELS[1]  # what was revealed stays free
+
+
+def test_a_pending_datum_from_a_crash_is_finished_or_explained(credentials, monkeypatch):
+    with FakeRevealServer(LABELS) as server:
+        client = ApiRevealer(server.url, exercise_id=1)
+        client.ledger.path.parent.mkdir(parents=True)
+        client.ledger.write({"description": {}, "revealed": {}, "pending": 6})
+        client.complete_pending()  # the run starts by finishing it: its label is evidence
+        assert client.revealed == {6: LABELS[6]} and server.revealed["team"] == [6]
+
+        client.ledger.write({"description": {}, "revealed": {}, "pending": 7})
+        monkeypatch.setenv("HACKROBUST_REVEAL_PASSWORD", "wrong")
+        refused = ApiRevealer(server.url, exercise_id=1)
+        with pytest.raises(RevealError, match="earlier run stopped") as error:
+            refused.reveal(1)
+        assert str(refused.ledger.path) in str(error.value) and "wrong" not in str(error.value)
+        assert refused.ledger.read()["pending"] == 7 and refused.remaining == 4  # may be charged
+
+        monkeypatch.setenv("HACKROBUST_REVEAL_PASSWORD", "secret")
+        client.ledger.write({"description": {}, "revealed": {}, "pending": 99})
+        assert ApiRevealer(server.url, exercise_id=1).reveal(1) == LABELS[1]  # 99: never charged
+        assert client.ledger.read() == {
+            "description": {},
+            "revealed": {1: LABELS[1]},
+            "pending": None,
+        }
 
 
 def test_missing_credentials(monkeypatch):

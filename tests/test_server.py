@@ -152,3 +152,69 @@ def test_a_training_run_reveals_at_most_five_labels_through_the_api(db, tmp_path
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert b"secret" not in path.read_bytes(), path
+
+
+# A training run that SIGKILLs itself once the third revealed label has come back from the
+# server and before the ledger records it; then the same run again, as a user would.
+KILLED_RUN = """
+import os, signal, sys
+from hackrobust.reveal import Ledger
+from hackrobust.train import main
+
+write = Ledger.write
+def killing_write(self, state):
+    if state["pending"] is None and len(state["revealed"]) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(self, state)
+Ledger.write = killing_write
+sys.argv = ["hackrobust.train", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_training_run_killed_between_a_reveal_and_its_record_loses_no_label(db, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import hydra
+
+    from helpers import compose_train, offline_overrides
+
+    overrides = [*offline_overrides("toy", tmp_path), "method=divdis", "trainer.max_epochs=2"]
+    datamodule = hydra.utils.instantiate(compose_train(overrides, tmp_path / "compose").dataset)
+    datamodule.prepare_data()
+    Store(db).add_exercise(7, datamodule.generated_dir())
+
+    def spent():
+        with sqlite3.connect(db) as con:
+            rows = con.execute("SELECT datum_id FROM reveals WHERE exercise_id = 7").fetchall()
+        return sorted(datum for (datum,) in rows)
+
+    with Running(db) as server:
+        api = ["query=api", f"query.url={server.url}", "query.exercise_id=7"]
+        run = [*overrides, *api, "trainer.enable_progress_bar=false"]
+        killed = subprocess.run(
+            [sys.executable, "-c", KILLED_RUN, *run, f"hydra.run.dir={tmp_path / 'killed'}"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert killed.returncode == -9, killed.stderr[-3000:]
+        paid = spent()
+        assert len(paid) == 3  # the server charged the third label; the ledger did not see it
+
+        # Run again, one epoch longer: other heads, so the query would not ask for the pending
+        # datum again by itself.
+        rerun = [*run, "trainer.max_epochs=3", f"hydra.run.dir={tmp_path / 'again'}"]
+        again = subprocess.run(
+            [sys.executable, "-m", "hackrobust.train", *rerun],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+
+    report = json.loads((tmp_path / "again" / "submission.report.json").read_text())
+    used = sorted(q["datum_id"] for q in report["revealed"])
+    assert set(paid) <= set(used)  # the three paid labels are evidence in the new run
+    assert used == spent() and len(used) == report["labels_revealed"] <= 5
+    verdict = ": submit." if report["recommendation"] == "submit" else ": keep the default"
+    printed = [line for line in again.stdout.splitlines() if "against the default 0.8" in line]
+    assert len(printed) == 1 and verdict in printed[0]  # the verdict, on the console

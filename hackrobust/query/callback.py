@@ -129,6 +129,7 @@ class ActiveQuery(L.Callback):
         def reveal(datum_id: int) -> int:
             return int(datamodule.to_class_index(np.array([revealer.reveal(datum_id)]))[0])
 
+        revealer.complete_pending()  # a label an earlier run paid for is evidence too
         known = {
             d: int(datamodule.to_class_index(np.array([label]))[0])
             for d, label in revealer.revealed.items()

@@ -4,6 +4,7 @@ from hackrobust.reveal.client import (
     ApiRevealer,
     BudgetExhaustedError,
     OracleRevealer,
+    RefusedError,
     Revealer,
     RevealError,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "BudgetExhaustedError",
     "Ledger",
     "OracleRevealer",
+    "RefusedError",
     "RevealError",
     "Revealer",
     "ledger_path",

@@ -31,6 +31,15 @@ class BudgetExhaustedError(RevealError):
     """Revealing one more label would exceed the budget."""
 
 
+class RefusedError(RevealError):
+    """The server answered with a 4xx: that request revealed and charged nothing (asking again
+    for a datum already revealed is free, so a charged datum is never refused)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 class Revealer:
     """Reveals target labels (in label values), at most `budget` distinct data per exercise."""
 
@@ -58,15 +67,44 @@ class Revealer:
             state = self.ledger.read()
             if datum_id in state["revealed"]:
                 return state["revealed"][datum_id]
-            if state["pending"] is not None:
-                # A crash left a reveal half done: finish it first, at no extra cost.
-                self._complete(state, state["pending"])
+            self._complete_pending(state)
             if len(state["revealed"]) >= self.budget:
                 raise BudgetExhaustedError(
                     f"the budget of {self.budget} labels is spent (revealed: "
                     f"{sorted(state['revealed'])}); ledger {self.ledger.path}"
                 )
-            return self._complete(state, datum_id)
+            try:
+                return self._complete(state, datum_id)
+            except RefusedError:
+                self._clear_pending(state)  # refused now, and never asked before: not charged
+                raise
+
+    def complete_pending(self) -> None:
+        """Finish a reveal that an earlier run left half done, so that its label is known."""
+        with self.ledger.locked():
+            self._complete_pending(self.ledger.read())
+
+    def _complete_pending(self, state: dict) -> None:
+        """A crash left `pending` between request and record: ask again, at no extra cost."""
+        datum_id = state["pending"]
+        if datum_id is None:
+            return
+        try:
+            self._complete(state, datum_id)
+        except RefusedError as error:
+            if error.status != 404:  # the earlier request may have been charged
+                raise RevealError(
+                    f"datum {datum_id} was being revealed when an earlier run stopped, and is "
+                    f"now refused ({error}). It may have been charged, so it still counts "
+                    "against the budget: fix the cause (credentials?) and run again; if it was "
+                    f'never charged, set "pending" to null in {self.ledger.path}'
+                ) from error
+            log.warning("Datum %d, pending since an earlier run, is unknown: dropped", datum_id)
+            self._clear_pending(state)
+
+    def _clear_pending(self, state: dict) -> None:
+        state["pending"] = None
+        self.ledger.write(state)
 
     def _complete(self, state: dict, datum_id: int) -> int:
         state["pending"] = datum_id
@@ -134,9 +172,10 @@ class ApiRevealer(Revealer):
                 if response.status_code < 400:
                     return self._label_from(response, datum_id)
                 if response.status_code < 500:
-                    raise RevealError(
+                    raise RefusedError(
                         f"{self.url}/reveal/ refused datum {datum_id} of exercise "
-                        f"{self.exercise_id}: HTTP {response.status_code} {response.text[:200]}"
+                        f"{self.exercise_id}: HTTP {response.status_code} {response.text[:200]}",
+                        response.status_code,
                     )
                 problem = f"HTTP {response.status_code}"
             if attempt < self.retries:
@@ -186,5 +225,7 @@ class OracleRevealer(Revealer):
 
     def _fetch(self, datum_id: int) -> int:
         if not 0 <= datum_id < len(self.labels):
-            raise RevealError(f"datum {datum_id} is not a target row (0 to {len(self.labels) - 1})")
+            raise RefusedError(
+                f"datum {datum_id} is not a target row (0 to {len(self.labels) - 1})", 404
+            )
         return int(self.labels[datum_id])
