@@ -93,6 +93,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 metrics["selection/epoch"] = float(epoch)
         head = int(method.chosen_head)
         choice = query.result if query is not None else None
+        if choice is not None and best and trainer.is_global_zero:
+            query.record_in_checkpoint(best)  # a run resumed from it does not ask again
         self_training = None
         if cfg.get("self_training"):
             self_training = self_train(

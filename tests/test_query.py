@@ -103,6 +103,66 @@ def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
     assert int(objects["method"].chosen_head) == head
 
 
+@pytest.mark.parametrize("callbacks", ["default", "chosen_head_fitting"])
+def test_a_run_resumed_from_its_checkpoint_reuses_the_choice_and_asks_nothing(tmp_path, callbacks):
+    """The query's state is written into the checkpoint the run keeps; resumed from it in a new
+    folder (whose oracle ledger is empty), the run reveals nothing and writes the same CSV."""
+    import torch
+
+    common = [
+        *offline_overrides("toy", tmp_path),
+        "method=divdis",
+        "query=oracle",
+        "trainer.max_epochs=2",
+        f"callbacks={callbacks}",
+    ]
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    _, objects = train(compose_train(common, first))
+    kept = objects["trainer"].checkpoint_callback.best_model_path
+    state = torch.load(kept, map_location="cpu", weights_only=False)["callbacks"]["ActiveQuery"]
+    report = json.loads((first / "submission.report.json").read_text())
+    assert state["revealed"] == {q["datum_id"]: q["label"] for q in report["revealed"]}
+    assert state["result"]["head"] == report["chosen_head"]
+
+    train(compose_train([*common, f"ckpt_path='{kept}'"], resumed))  # quoted: '=' in names
+
+    if (resumed / "oracle_ledger.json").exists():
+        assert json.loads((resumed / "oracle_ledger.json").read_text())["revealed"] == {}
+    again = json.loads((resumed / "submission.report.json").read_text())
+    assert again["revealed"] == report["revealed"] and again["chosen_head"] == report["chosen_head"]
+    assert (resumed / "submission.csv").read_text() == (first / "submission.csv").read_text()
+
+
+def test_labels_in_the_callbacks_state_are_used_again_and_not_asked_again(tmp_path):
+    """Restored from a checkpoint, the callback chooses again (as at the chosen head's fitting
+    epoch) from the labels it used, without asking a new ledger for any."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from hackrobust.query import ActiveQuery
+    from hackrobust.reveal import OracleRevealer
+
+    probs, truth, _ = two_heads()
+    np.save(tmp_path / "y_val.npy", truth)
+    data = SimpleNamespace(label_values=np.array([0, 1]), to_class_index=np.asarray, folder=None)
+
+    def callback(ledger):
+        oracle = partial(OracleRevealer, tmp_path / "y_val.npy", ledger_file=tmp_path / ledger)
+        return ActiveQuery(oracle)
+
+    first = callback("first.json")
+    chosen = first._query(data, probs, None)
+    resumed = callback("resumed.json")
+    resumed.load_state_dict(first.state_dict())
+    again = resumed._query(data, probs, None)
+
+    assert len(chosen["queries"]) == 5 and chosen["head"] == 0
+    assert [q["datum_id"] for q in again["queries"]] == sorted(
+        q["datum_id"] for q in chosen["queries"]
+    )
+    assert again["head"] == 0 and not (tmp_path / "resumed.json").exists()
+
+
 def test_revealed_labels_replace_the_predictions_of_their_rows():
     from hackrobust.predict import with_revealed_labels
 

@@ -2,16 +2,19 @@
 
 It runs when the predict stage starts (the best checkpoint is loaded by then), computes each
 head's target probabilities on every rank, queries on global rank 0 only, and broadcasts the
-choice. The choice lives in the callback's `state_dict`; the labels themselves live in the
-revealer's ledger on disk, so a re-run re-uses them instead of asking again. With the choice it
-keeps what the report's accuracy estimate needs from the held-out split: each head's accuracy and
-the chosen head's confidence on each held-out row (the target's come from the predictions).
+choice. The choice and the labels it used live in the callback's `state_dict`, which `train`
+writes into the checkpoint the run keeps (`record_in_checkpoint`): a run resumed from it
+(`ckpt_path=`) re-uses both instead of asking again. The budget's truth is the revealer's ledger
+on disk, so a re-run from scratch re-uses its labels too. With the choice it keeps what the
+report's accuracy estimate needs from the held-out split: each head's accuracy and the chosen
+head's confidence on each held-out row (the target's come from the predictions).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Callable
 
 import lightning as L
@@ -91,6 +94,7 @@ class ActiveQuery(L.Callback):
         self.atc_score = atc_score
         self.verify_after = verify_after
         self.result: dict | None = None
+        self.revealed: dict[int, int] = {}  # every label this run has used, in label values
 
     def _revealer(self, datamodule) -> Revealer:
         kwargs = {}
@@ -132,9 +136,9 @@ class ActiveQuery(L.Callback):
         revealer.complete_pending()  # a label an earlier run paid for is evidence too
         known = {
             d: int(datamodule.to_class_index(np.array([label]))[0])
-            for d, label in revealer.revealed.items()
+            for d, label in (self.revealed | revealer.revealed).items()
         }
-        budget = min(self.budget, revealer.remaining)
+        budget = max(0, min(self.budget - len(known), revealer.remaining))
         choice = choose_head(
             probs,
             reveal,
@@ -149,6 +153,7 @@ class ActiveQuery(L.Callback):
         for query in result["queries"]:
             query["label"] = int(label_values[query["label"]])
             query["head_predictions"] = label_values[probs[query["datum_id"]].argmax(-1)].tolist()
+            self.revealed[query["datum_id"]] = query["label"]
         for q in result["queries"]:
             log.info(
                 "Query datum %d: label %d, heads predicted %s (expected gain %.3f nats)",
@@ -158,7 +163,17 @@ class ActiveQuery(L.Callback):
         return result
 
     def state_dict(self) -> dict:
-        return {"result": self.result}
+        return {"result": self.result, "revealed": dict(self.revealed)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.result = state_dict.get("result")
+        self.revealed = {int(d): int(v) for d, v in state_dict.get("revealed", {}).items()}
+
+    def record_in_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write this callback's state into the Lightning checkpoint at `path` (atomically):
+        the query runs after fit, when the checkpoints are already written."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint.setdefault("callbacks", {})[self.state_key] = self.state_dict()
+        partial = f"{path}.partial"
+        torch.save(checkpoint, partial)
+        os.replace(partial, path)
