@@ -164,6 +164,7 @@ def test_experiment_flagship_is_the_recipe_the_study_measured(tmp_path, dataset)
     flagship = compose_train(["experiment=flagship", *common], tmp_path)
 
     assert OmegaConf.to_container(flagship) == OmegaConf.to_container(studied)
+    assert "attribution_maps" in flagship.callbacks  # what each head looks at, as by default
     assert study in (EXPERIMENTS / ".." / "Makefile").read_text()  # a study that can be re-run
 
 
