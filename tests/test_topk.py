@@ -57,3 +57,31 @@ def test_per_assignment_takes_each_disagreements_own_cheapest_examples():
     expected = cost[:, 0].min() + cost[:, 1].min()
     assert math.isclose(balanced.item(), expected.item(), rel_tol=1e-5)
     assert topk_disagreement_loss(logits, 0.2, assignments, per_assignment=True).item() == 0.0
+
+
+def test_the_rate_warms_up_linearly_from_zero_over_the_warmup_fraction(tmp_path):
+    """In a real fit, the logged `train/mix_rate` of step s is r x s / (fraction x steps)."""
+    import csv
+
+    from hackrobust.train import train
+
+    from helpers import compose_train, offline_overrides
+
+    overrides = [
+        *offline_overrides("toy", tmp_path),
+        "method=topk",
+        "method.mix_rate_lower_bound=0.4",
+        "method.warmup_fraction=0.5",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=1",
+        "dataset.batch_size=16",
+        "callbacks=none",
+    ]
+    _, objects = train(compose_train(overrides, tmp_path))
+    steps = objects["trainer"].estimated_stepping_batches
+    with open(next(tmp_path.rglob("metrics.csv"))) as handle:
+        logged = {int(r["step"]): float(r["train/mix_rate"]) for r in csv.DictReader(handle)
+                  if r.get("train/mix_rate")}  # fmt: skip
+    assert len(logged) == steps >= 4
+    for step, rate in logged.items():
+        assert math.isclose(rate, 0.4 * min(1.0, step / (0.5 * steps)), abs_tol=1e-6), step
