@@ -54,6 +54,8 @@ def test_never_more_than_the_budget(credentials):
             client.reveal(7)
         assert client.reveal(4) == LABELS[4]  # already revealed: free
         assert len(server.revealed["team"]) == 5
+        with pytest.raises(ValueError, match="allows 5 labels per exercise; got budget=6"):
+            ApiRevealer(server.url, exercise_id=1, budget=6)
 
 
 def test_concurrent_reveals_never_exceed_the_budget(credentials):

@@ -123,7 +123,8 @@ class Revealer:
 
 
 class ApiRevealer(Revealer):
-    """`POST {url}/reveal/` with form fields username, password, exercise_id, datum_id.
+    """`POST {url}/reveal/` with form fields username, password, exercise_id, datum_id; never
+    more than the hackathon's 5 labels per exercise, whatever the server would allow.
 
     Credentials come from the environment (HACKROBUST_REVEAL_USERNAME/PASSWORD) and never
     appear in logs, files or errors. Connection errors and 5xx answers are retried with
@@ -140,6 +141,11 @@ class ApiRevealer(Revealer):
         backoff: float = 0.5,
         ledger: Ledger | None = None,
     ):
+        if budget > DEFAULT_BUDGET:
+            raise ValueError(
+                f"the hackathon's reveal API allows {DEFAULT_BUDGET} labels per exercise; got "
+                f"budget={budget} (query.budget): lower it, or simulate more with query=oracle"
+            )
         missing = [name for name in (USERNAME_ENV, PASSWORD_ENV) if not os.environ.get(name)]
         if missing:
             raise RevealError(f"set {' and '.join(missing)} in the environment to use query=api")
