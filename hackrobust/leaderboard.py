@@ -65,10 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     show = commands.add_parser("show")
     show.add_argument("url")
     args = parser.parse_args(argv)
-    if args.command == "submit":
-        print(json.dumps(submit_csv(args.url, args.exercise_id, args.csv)))
-    else:
-        print(json.dumps(leaderboard(args.url), indent=2))
+    try:
+        if args.command == "submit":
+            print(json.dumps(submit_csv(args.url, args.exercise_id, args.csv)))
+        else:
+            print(json.dumps(leaderboard(args.url), indent=2))
+    except (RevealError, ValueError, OSError, requests.RequestException) as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import threading
@@ -218,3 +219,59 @@ def test_a_training_run_killed_between_a_reveal_and_its_record_loses_no_label(db
     verdict = ": submit." if report["recommendation"] == "submit" else ": keep the default"
     printed = [line for line in again.stdout.splitlines() if "against the default 0.8" in line]
     assert len(printed) == 1 and verdict in printed[0]  # the verdict, on the console
+
+
+def test_the_command_lines_register_serve_submit_and_survive_a_restart(tmp_path, monkeypatch):
+    """`python -m hackrobust.server` and `python -m hackrobust.leaderboard` as a user runs them."""
+    import json
+    import subprocess
+    import sys
+
+    import hackrobust.server.__main__ as server_cli
+
+    db, folder = tmp_path / "cli.sqlite", tmp_path / "exercise"
+    folder.mkdir()
+    np.save(folder / "y_val.npy", LABELS)
+    monkeypatch.setenv("HACKROBUST_SERVER_PASSWORD", "pw-cli")
+    server_cli.main(["--db", str(db), "add-team", "cli_team"])
+    server_cli.main(["--db", str(db), "add-exercise", "4", str(folder)])
+    served = []
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port: served.append((host, port)))
+    server_cli.main(["--db", str(db)])  # no command: serve
+    assert served == [("127.0.0.1", 8000)]
+
+    env = {**os.environ, "HACKROBUST_REVEAL_USERNAME": "cli_team",
+           "HACKROBUST_REVEAL_PASSWORD": "pw-cli"}  # fmt: skip
+    csv = write_submission(LABELS, tmp_path / "out.csv")
+
+    def leaderboard_cli(*args):
+        command = [sys.executable, "-m", "hackrobust.leaderboard", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    for restart in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "hackrobust.server", "--db", str(db), "serve",
+                   "--port", str(port)]  # fmt: skip
+        with subprocess.Popen(command, stderr=subprocess.DEVNULL) as process:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 30
+            while True:
+                try:
+                    requests.get(f"{url}/leaderboard/", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    assert time.time() < deadline, "the server did not start"
+                    time.sleep(0.2)
+            submitted = leaderboard_cli("submit", url, "4", str(csv))
+            shown = leaderboard_cli("show", url)
+            process.terminate()
+        if restart == 0:
+            assert submitted.returncode == 0, submitted.stderr
+            assert json.loads(submitted.stdout)["score"] == 1.0
+        else:  # after a restart: the score is kept, and the one submission stays used
+            assert submitted.returncode == 1 and "HTTP 409" in submitted.stderr
+            assert "Traceback" not in submitted.stderr  # a clear error, not a crash
+        board = {row["team"]: row for row in json.loads(shown.stdout)["teams"]}
+        assert board["cli_team"]["exercises"]["4"] == {"score": 1.0, "submitted": True}

@@ -1,8 +1,8 @@
-"""python -m hackrobust.server {serve,add-team,add-exercise}: a local hackathon42 server.
+"""python -m hackrobust.server [serve|add-team|add-exercise]: a local hackathon42 server.
 
 python -m hackrobust.server add-team my_team  # password: HACKROBUST_SERVER_PASSWORD or a prompt
 python -m hackrobust.server add-exercise 3 DATASET_DIR  # a folder holding y_val.npy
-python -m hackrobust.server serve --port 8000
+python -m hackrobust.server serve --port 8000  # no command: serve on 127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import sys
 
 from hackrobust.server.store import Store
 
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--db", default=os.environ.get("HACKROBUST_SERVER_DB", DEFAULT_DB))
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the server")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> None:
     exercise.add_argument("exercise_id", type=int)
     exercise.add_argument("dataset_dir")
     exercise.add_argument("--name")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*argv, "serve"])
 
     if args.command == "serve":
         import uvicorn
