@@ -130,7 +130,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 choice["holdout_accuracy"],
                 choice["holdout_size"],
                 datamodule.label_values,
-                submission.get("default_score") or datamodule.default_score,
+                submission.get("default_score") or datamodule.default_score_for(exercise_id(cfg)),
                 labeled_class_shares(datamodule)
                 if submission.get("class_balance_bound", True)
                 else None,
@@ -203,6 +203,11 @@ def predict_at_fitting_epoch(
             epoch, int(method.chosen_head), head,
         )  # fmt: skip
     return probs, epoch
+
+
+def exercise_id(cfg: DictConfig) -> int | None:
+    """The hackathon exercise the run reveals labels from (`query=api`), if any."""
+    return OmegaConf.select(cfg, "query.exercise_id", default=None)
 
 
 def labeled_class_shares(datamodule) -> np.ndarray:

@@ -136,3 +136,21 @@ def test_a_parallel_writer_of_the_same_dataset_is_not_an_error(tmp_path, monkeyp
     dm.setup()
     assert len(dm.data.x_target) == 80
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary folder left
+
+
+def test_a_hackathon_folder_without_metadata_scores_its_exercises_default(tmp_path):
+    """The official folders carry no metadata.json: the default score of not submitting then
+    follows the exercise the labels come from (0.5 for the hackathon's ids 888 and 999)."""
+    from hackrobust.data.layout import save_hackathon_dir
+
+    folder = save_hackathon_dir(TOY(), tmp_path / "official")
+    (folder / "metadata.json").unlink()
+    dm = HackathonDataModule(path=str(folder), batch_size=16)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert [dm.default_score_for(e) for e in (888, 999, 3, None)] == [0.5, 0.5, 0.8, 0.8]
+    assert dm.default_score == 0.8
+    generated = HackathonDataModule(generator=TOY, cache_dir=str(tmp_path), batch_size=16)
+    generated.prepare_data()
+    generated.setup("fit")
+    assert generated.default_score_for(888) == 0.8  # its metadata says so

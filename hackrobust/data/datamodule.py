@@ -29,6 +29,8 @@ from hackrobust.data.loader import load_hackathon_dir
 log = logging.getLogger(__name__)
 
 UNKNOWN = -1
+# The hackathon42's two hard exercises (vehicle and animal; humans): not submitting scores 0.5.
+HARD_EXERCISES = (888, 999)
 
 
 class HackathonDataModule(L.LightningDataModule):
@@ -191,7 +193,15 @@ class HackathonDataModule(L.LightningDataModule):
     @property
     def default_score(self) -> float:
         """The score of not submitting: the metadata's, else the hackathon's usual 0.8."""
-        return float(self.data.metadata.get("default_score", 0.8))
+        return self.default_score_for(None)
+
+    def default_score_for(self, exercise_id: int | None) -> float:
+        """The score of not submitting: the metadata's; else, for a hackathon folder (which has
+        none), the rule of the exercise it is submitted to: 0.5 for its two hard ones (ids 888,
+        vehicle and animal, and 999, humans), 0.8 for the others."""
+        if "default_score" in self.data.metadata:
+            return float(self.data.metadata["default_score"])
+        return 0.5 if exercise_id is not None and int(exercise_id) in HARD_EXERCISES else 0.8
 
     @property
     def input_shape(self) -> tuple[int, ...]:
