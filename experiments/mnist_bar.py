@@ -147,6 +147,37 @@ def flagship_table(
     return "\n".join(lines)
 
 
+README = Path(__file__).parents[1] / "README.md"
+README_MARKS = ("<!-- flagship table: make study-mnist-bar -->", "<!-- end of flagship table -->")
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The flagship's rows, short, for the README (between README_MARKS)."""
+    lines = [
+        "| dataset | seeds | target accuracy | lowest | submitted | ERM | meets 0.98 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        acc, erm = r["recipe"], f"{np.mean(r['erm']):.3f}" if r["erm"] else "not run"
+        numbers = f"{np.mean(acc):.3f} | {min(acc):.3f}" if acc else "not run yet | –"
+        verdict = "yes" if r["meets"] else ("no" if len(acc) >= SEEDS else "open")
+        lines.append(
+            f"| `{r['dataset']}` | {len(acc)} of {SEEDS} | {numbers} | {r['submitted']} of "
+            f"{len(acc)} | {erm} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def with_readme_table(readme: str, rows: list[dict]) -> str:
+    """`readme` with the text between README_MARKS replaced by `readme_table(rows)`."""
+    start, end = README_MARKS
+    if start not in readme or end not in readme:
+        raise ValueError(f"the README lacks the marks {start!r} and {end!r}")
+    before, rest = readme.split(start, 1)
+    after = rest.split(end, 1)[1]
+    return f"{before}{start}\n{readme_table(rows)}\n{end}{after}"
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "## The best recipe per set",
@@ -177,14 +208,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the records are")
     parser.add_argument("--out", type=Path, default=RESULTS / "mnist_bar.md")
+    parser.add_argument(
+        "--readme", default=str(README), help="whose flagship table to update ('': none)"
+    )
     args = parser.parse_args()
+    flagship = flagship_rows(args.results)
     text = "\n".join([
         "# Every MNIST set against 0.98, with at most 5 labels",
         "",
         "Regenerate: `python experiments/mnist_bar.py` (reads the studies' records; trains "
         "nothing).",
         "",
-        flagship_table(flagship_rows(args.results)),
+        flagship_table(flagship),
         table(bar_rows(args.results)),
         flagship_table(
             flagship_rows(args.results, flagship=PREVIOUS_ONE_RECIPE),
@@ -194,6 +229,10 @@ def main() -> None:
     ])  # fmt: skip
     args.out.write_text(text)
     print(f"wrote {args.out}")
+    if args.readme:
+        readme = Path(args.readme)
+        readme.write_text(with_readme_table(readme.read_text(), flagship))
+        print(f"updated the flagship table in {readme}")
 
 
 if __name__ == "__main__":
