@@ -361,10 +361,11 @@ def default_score(dataset: str) -> float:
 
 
 def decision_score(record: dict, default: float) -> tuple[bool, float]:
-    """(submitted?, score earned): the report's recommendation, else submit (no report: ERM;
-    a ceiling is a blind submission even where an early run also queried)."""
+    """(submitted?, score earned): the report's recommendation, else submit. ERM and the
+    ceilings reveal no label: blind submissions, whatever their report says (it keeps the
+    default: nothing checked their rule), even where an early ceiling run also queried."""
     accuracy = record["metrics"]["target/final_acc"]
-    report = None if record["method"] in CEILINGS else record["report"]
+    report = None if record["method"] in CEILINGS | SINGLE_HEAD else record["report"]
     submit = report is None or report.get("recommendation") == "submit"
     return submit, accuracy if submit else default
 
@@ -618,7 +619,7 @@ def main() -> None:
         + "Target accuracy: the submitted head's, scored with the generated answer key (reading\n"
         "only; nothing selects on it). Labels spent: the most any seed revealed (budget 5; ERM\n"
         "has one head and spends none). Submitted: runs whose report recommended submitting\n"
-        "(ERM and the oracle write no report: their rows count as blind submissions).\n"
+        "(ERM and the oracle reveal no label: their rows count as blind submissions).\n"
         "Score earned: the mean over seeds of the accuracy where the report said submit and of\n"
         "the default score where it said keep the default. Seconds: wall time of the whole\n"
         "command, dataset generation included; not a benchmark (other jobs may share the CPUs).\n"

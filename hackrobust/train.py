@@ -19,11 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from hackrobust import dashboards
 from hackrobust.allocator import keep_freed_memory
 from hackrobust.config import CONFIG_DIR, print_config
+from hackrobust.data.datamodule import HackathonDataModule
 from hackrobust.head_fitting import HeadFittingCheckpoints
 from hackrobust.instantiate import instantiate_entries
 from hackrobust.predict import predict_target, score_target, with_revealed_labels, write_outputs
 from hackrobust.pretrain import pretrain_trunk, trunk_state
 from hackrobust.query import ActiveQuery
+from hackrobust.query.callback import unchecked_choice
 from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.self_training import self_train
 from hackrobust.submission import SubmissionExistsError
@@ -93,7 +95,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 metrics["selection/epoch"] = float(epoch)
         head = int(method.chosen_head)
         choice = query.result if query is not None else None
-        if choice is not None and best and trainer.is_global_zero:
+        if choice is not None and is_within(best, cfg.paths.output_dir) and trainer.is_global_zero:
             query.record_in_checkpoint(best)  # a run resumed from it does not ask again
         self_training = None
         if cfg.get("self_training"):
@@ -123,7 +125,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.get("predictions_path"),
                 submission.overwrite,
             )
-        if choice is not None and trainer.is_global_zero:
+        if trainer.is_global_zero and (choice is not None or has_report(datamodule)):
+            if choice is None:
+                choice = unchecked_choice(method, datamodule)
+                if probs.shape[1] > 1:
+                    log.warning(
+                        "%d hypotheses and no query: the CSV holds head %d, unchecked; "
+                        "query=api or query=oracle reveals labels to choose",
+                        probs.shape[1], head,
+                    )  # fmt: skip
             report = build_report(
                 choice,
                 probs,
@@ -203,6 +213,16 @@ def predict_at_fitting_epoch(
             epoch, int(method.chosen_head), head,
         )  # fmt: skip
     return probs, epoch
+
+
+def is_within(path: str, folder: str) -> bool:
+    """`path` names a file inside `folder` (a resumed run's best may be another run's)."""
+    return bool(path) and Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def has_report(datamodule) -> bool:
+    """The submit-or-abstain report is the hackathon's: its datamodule holds the data in memory."""
+    return isinstance(datamodule, HackathonDataModule)
 
 
 def exercise_id(cfg: DictConfig) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +125,9 @@ def test_a_run_resumed_from_its_checkpoint_reuses_the_choice_and_asks_nothing(tm
     assert state["revealed"] == {q["datum_id"]: q["label"] for q in report["revealed"]}
     assert state["result"]["head"] == report["chosen_head"]
 
+    modified = Path(kept).stat().st_mtime_ns
     train(compose_train([*common, f"ckpt_path='{kept}'"], resumed))  # quoted: '=' in names
+    assert Path(kept).stat().st_mtime_ns == modified  # the first run's files are left alone
 
     if (resumed / "oracle_ledger.json").exists():
         assert json.loads((resumed / "oracle_ledger.json").read_text())["revealed"] == {}
@@ -161,6 +164,18 @@ def test_labels_in_the_callbacks_state_are_used_again_and_not_asked_again(tmp_pa
         q["datum_id"] for q in chosen["queries"]
     )
     assert again["head"] == 0 and not (tmp_path / "resumed.json").exists()
+
+
+@pytest.mark.parametrize("method", ["divdis", "erm"])
+def test_without_a_query_the_report_says_nothing_checked_the_rule(tmp_path, method, caplog):
+    overrides = [*offline_overrides("toy", tmp_path), f"method={method}", "trainer.max_epochs=1"]
+    train(compose_train(overrides, tmp_path))
+    report = json.loads((tmp_path / "submission.report.json").read_text())
+    assert report["labels_revealed"] == 0 and report["revealed"] == []
+    assert report["recommendation"] == "keep the default (do not submit)"
+    assert "query=none" in report["estimate_basis"]
+    several = "hypotheses and no query: the CSV holds head 0, unchecked" in caplog.text
+    assert several == (method == "divdis")
 
 
 def test_revealed_labels_replace_the_predictions_of_their_rows():

@@ -120,6 +120,7 @@ def test_ceilings_count_as_blind_submissions_and_never_query():
     record = {"method": "oracle_4x", "metrics": {"target/final_acc": 0.97}, "report": abstained}
     assert suite.decision_score(record, 0.8) == (True, 0.97)
     assert suite.decision_score(record | {"method": "divdis"}, 0.8) == (False, 0.8)
+    assert suite.decision_score(record | {"method": "erm"}, 0.8) == (True, 0.97)  # blind
     assert suite.default_score("humans") == 0.5 and suite.default_score("mnist_cc") == 0.8
     for ceiling in suite.CEILINGS:
         overrides = suite.overrides_for(ceiling, "mnist_sum_bis", 0, [], offline=False)

@@ -62,6 +62,26 @@ def trunk_features(
     return ((feats - feats.mean(0)) / feats.std(0).clamp_min(1e-6)).numpy()
 
 
+def holdout_accuracy(holdout_probs: np.ndarray, labels: torch.Tensor) -> dict:
+    """Each hypothesis's accuracy on the held-out labeled rows, and how many rows there are."""
+    hits = holdout_probs.argmax(-1) == labels.numpy()[:, None]
+    return {"holdout_accuracy": hits.mean(axis=0).round(6).tolist(), "holdout_size": len(hits)}
+
+
+def unchecked_choice(module: L.LightningModule, datamodule) -> dict:
+    """What the report needs when no label was revealed (`query=none`): the head the CSV holds,
+    no evidence for it, and the held-out accuracies."""
+    holdout = datamodule.holdout_set.tensors
+    probs = target_probabilities(module, holdout["x"])
+    hypotheses = probs.shape[1]
+    return {
+        "head": int(getattr(module, "chosen_head", 0)),
+        "posterior": [round(1 / hypotheses, 6)] * hypotheses,
+        "queries": [],
+        "hypotheses": names_of_hypotheses(module, hypotheses, datamodule.label_values),
+    } | holdout_accuracy(probs, holdout["y"])
+
+
 class ActiveQuery(L.Callback):
     """Chooses `chosen_head` of the module from at most `budget` revealed target labels.
 
@@ -115,9 +135,7 @@ class ActiveQuery(L.Callback):
                 result["hypotheses"] = names_of_hypotheses(
                     pl_module, probs.shape[1], datamodule.label_values
                 )
-                hits = holdout_probs.argmax(-1) == holdout["y"].numpy()[:, None]
-                result["holdout_accuracy"] = hits.mean(axis=0).round(6).tolist()
-                result["holdout_size"] = len(hits)
+                result |= holdout_accuracy(holdout_probs, holdout["y"])
                 if self.atc_score is not None:
                     # One number per held-out row of the chosen head (small), not target probs.
                     scores = confidence(holdout_probs[:, result["head"]], self.atc_score)

@@ -199,12 +199,18 @@ def build_report(
         wrong = len(revealed) - right
         beta = stats.beta(1 + right, 1 + wrong)
         point, interval = float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95)))
-        basis = (
-            "revealed labels only (one head)"
-            if probs.shape[1] == 1
-            else f"revealed labels only: they did not decide between the heads (posterior "
-            f"{choice['posterior'][head]:.3f} < {DECIDED})"
-        )
+        if not revealed:
+            basis = (
+                "no target label revealed (query=none): nothing tells which rule the model "
+                "learnt, whatever its held-out accuracy (query=api or query=oracle checks it)"
+            )
+        elif probs.shape[1] == 1:
+            basis = "revealed labels only (one head)"
+        else:
+            basis = (
+                "revealed labels only: they did not decide between the heads (posterior "
+                f"{choice['posterior'][head]:.3f} < {DECIDED})"
+            )
     balance = {}
     if class_prior is not None:
         shares = np.bincount(probs[:, head].argmax(-1), minlength=len(label_values)) / len(probs)
