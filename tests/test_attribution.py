@@ -144,16 +144,22 @@ def test_training_run_writes_the_maps_and_never_replaces_them(tmp_path):
     assert first.read_bytes()[:8] == PNG_MAGIC
     content = first.read_bytes()
 
-    # A second fit into the same folder writes the next name and sends it to W&B.
+    # The same trainer predicting again (at the chosen head's fitting epoch) redraws its file.
     trainer, method = objects["trainer"], objects["method"]
     callback = next(c for c in trainer.callbacks if isinstance(c, AttributionMaps))
+    first.write_bytes(b"the earlier drawing")
+    callback.on_predict_end(trainer, method)
+    assert first.read_bytes() == content and not (tmp_path / "attributions_1.png").exists()
+
+    # A second fit into the same folder writes the next name and sends it to W&B.
+    another_fit = AttributionMaps(num_examples=3, dirpath=tmp_path)
     wandb = RecordingWandb()
     trainer.loggers = [wandb]
-    callback.on_predict_end(trainer, method)
+    another_fit.on_predict_end(trainer, method)
     second = tmp_path / "attributions_1.png"
     assert wandb.images == [("attributions", [str(second)])]
     assert second.read_bytes()[:8] == PNG_MAGIC and first.read_bytes() == content
 
-    callback.every_run = False
-    callback.on_predict_end(trainer, method)
+    one_file = AttributionMaps(num_examples=3, dirpath=tmp_path, every_run=False)
+    one_file.on_predict_end(trainer, method)
     assert not (tmp_path / "attributions_2.png").exists() and len(wandb.images) == 1

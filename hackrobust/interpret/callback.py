@@ -36,6 +36,8 @@ class AttributionMaps(L.Callback):
         filename: the PNG's name in `dirpath` (default: the trainer's `default_root_dir`).
         every_run: if the file exists (another fit into the same folder), write the next free
             name (`attributions_1.png`, ...); False keeps the existing file and draws nothing.
+            A second predict stage of the same trainer (the chosen head's fitting epoch,
+            hackrobust/head_fitting.py) redraws its own file: the maps are of the last weights.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class AttributionMaps(L.Callback):
         self.every_run = every_run
         self.dirpath = dirpath
         self.n_steps = n_steps
+        self._drawn: tuple[int, Path] | None = None  # (the trainer's id, the file it drew)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -86,7 +89,9 @@ class AttributionMaps(L.Callback):
             for i, r in enumerate(rows)
         ]
         # The raw rows are drawn; the maps are of the (possibly standardised) model inputs.
-        attribution_figure(data.x_target[rows], maps, path, row_titles=titles)
+        redraw = self._drawn == (id(trainer), path)
+        attribution_figure(data.x_target[rows], maps, path, row_titles=titles, overwrite=redraw)
+        self._drawn = (id(trainer), path)
         log.info("Attribution maps of %d target rows written to %s", len(rows), path)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -94,6 +99,8 @@ class AttributionMaps(L.Callback):
 
     def _path(self, trainer: L.Trainer) -> Path | None:
         """Where to write: `filename`, else the next free numbered name (None: skip)."""
+        if self._drawn is not None and self._drawn[0] == id(trainer):
+            return self._drawn[1]
         path = Path(self.dirpath or trainer.default_root_dir) / self.filename
         if not path.exists():
             return path
