@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 	study-hackathon-one-recipe study-hackathon-one-recipe-topk \
 	study-hackathon-one-recipe-transductive study-hackathon-last-fitting \
 	study-hackathon-chosen-head-fitting study-pair-switches \
-	study-mnist-bar study-mix-rate \
+	study-mnist-bar study-mix-rate study-flagship-fresh-seeds \
 	study-happyfaces study-hierarchical study-speed study-erm study-attributions
 
 help: ## Show this help
@@ -149,6 +149,15 @@ study-hackathon-chosen-head-fitting: $(STAMP) ## Study: the one recipe predictin
 		--out experiments/results/hackathon_suite_chosen_head_fitting \
 		--title "The hackathon suite: the one recipe, the chosen head at its last fitting epoch" \
 		--note "The one recipe (make study-hackathon-one-recipe) with callbacks=chosen_head_fitting in place of callbacks=none: after the query, the chosen head's last epoch within 0.05 of its best held-out labeled accuracy so far, the head chosen again there from the labels revealed. divdis_pretrained_cosine_chosen_head_fitting: those heads without the student. ERM: the same model, for comparison."
+
+study-flagship-fresh-seeds: $(STAMP) ## Study: the flagship on seeds it was not put together on (3 to 9; the embedding sets)
+	$(STUDY)/hackathon_suite.py \
+		--methods divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting \
+		--datasets mnist_embed mnist_embed_456 --seeds 3 4 5 6 7 8 9 \
+		--extra trainer.enable_progress_bar=false model.cnn_blocks=3 \
+		--out experiments/results/hackathon_suite_flagship_fresh_seeds \
+		--title "The hackathon suite: the flagship on fresh seeds" \
+		--note "The flagship (experiment=flagship, make study-hackathon-chosen-head-fitting) on seeds 3 to 9, which played no part in putting it together (seeds 0 to 2 did)."
 
 study-pair-switches: $(STAMP) ## Study: DivDis with and without class-pair switches, mnist_embed_456, 10 seeds
 	$(STUDY)/hackathon_suite.py \
