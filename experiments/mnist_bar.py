@@ -51,6 +51,9 @@ PREVIOUS_ONE_RECIPE = (
     "divdis_pretrained_self_training_fixmatch_student30",
 )
 SEEDS = 3  # the seeds of each set in the one-recipe study
+# The flagship on seeds that played no part in putting it together (make
+# study-flagship-fresh-seeds).
+FRESH_SEEDS = "hackathon_suite_flagship_fresh_seeds"
 
 
 def load(results: Path, study: str) -> list[dict]:
@@ -147,6 +150,31 @@ def flagship_table(
     return "\n".join(lines)
 
 
+def fresh_seeds_table(results: Path, flagship=FLAGSHIP, study=FRESH_SEEDS) -> str:
+    """The flagship on the fresh seeds recorded so far, per dataset ('' without records)."""
+    if not (results / f"{study}.jsonl").exists():
+        return ""
+    records = [r for r in load(results, study) if r["method"] == flagship[1]]
+    lines = [
+        "## The flagship on fresh seeds",
+        "",
+        f"From [{study}]({study}.md): seeds that played no part in putting the recipe together.",
+        "",
+        "| dataset | seeds | target accuracy | lowest | per seed | submitted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for dataset in sorted({r["dataset"] for r in records}, key=list(RECIPES).index):
+        runs = sorted((r for r in records if r["dataset"] == dataset), key=lambda r: r["seed"])
+        acc = [r["metrics"]["target/final_acc"] for r in runs]
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        submitted = sum(r["report"]["recommendation"] == "submit" for r in runs)
+        lines.append(
+            f"| {dataset} | {seeds} | {np.mean(acc):.3f} | {min(acc):.3f} | "
+            f"{', '.join(f'{a:.3f}' for a in acc)} | {submitted} of {len(runs)} |"
+        )
+    return "\n".join([*lines, ""])
+
+
 README = Path(__file__).parents[1] / "README.md"
 README_MARKS = ("<!-- flagship table: make study-mnist-bar -->", "<!-- end of flagship table -->")
 
@@ -220,6 +248,7 @@ def main() -> None:
         "nothing).",
         "",
         flagship_table(flagship),
+        fresh_seeds_table(args.results),
         table(bar_rows(args.results)),
         flagship_table(
             flagship_rows(args.results, flagship=PREVIOUS_ONE_RECIPE),

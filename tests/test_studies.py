@@ -221,6 +221,15 @@ def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
     assert "**The one recipe meets 0.98 on 1 of 3 sets; 1 of 3 have all 3 seeds run.**" in text
     previous = bar.flagship_table(rows[2:], heading="The previous one recipe")
     assert previous.startswith(f"## The previous one recipe: `{bar.FLAGSHIP[1]}`")
+    # Fresh seeds: whichever were run, per dataset.
+    assert bar.fresh_seeds_table(tmp_path) == ""  # no such study yet
+    fresh = [
+        record("mnist_embed", bar.FLAGSHIP[1], s, acc) | {"report": {"recommendation": "submit"}}
+        for s, acc in ((4, 0.98), (3, 0.99))
+    ]
+    (tmp_path / f"{bar.FRESH_SEEDS}.jsonl").write_text("\n".join(map(json.dumps, fresh)) + "\n")
+    table = bar.fresh_seeds_table(tmp_path)
+    assert "| mnist_embed | 3, 4 | 0.985 | 0.980 | 0.990, 0.980 | 2 of 2 |" in table
 
 
 def test_the_degeneracy_count_finds_left_right_alone_with_two_classes_and_720_with_three():
