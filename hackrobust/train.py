@@ -125,7 +125,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 submission.get("predictions_path"),
                 submission.overwrite,
             )
-        if trainer.is_global_zero and (choice is not None or has_report(datamodule)):
+        if trainer.is_global_zero and has_report(datamodule):
             if choice is None:
                 choice = unchecked_choice(method, datamodule)
                 if probs.shape[1] > 1:
