@@ -62,9 +62,14 @@ class HeadFittingCheckpoints(L.Callback):
         self.dirpath = Path(dirpath)
         self.tolerance = tolerance
         self.history: dict[int, list[float]] = {}
+        # Where each kept epoch's weights are: a resumed run's earlier ones are in the folder of
+        # the run it resumed, which it reads but never deletes from.
+        self.saved: dict[int, Path] = {}
 
     def path(self, epoch: int) -> Path:
-        return self.dirpath / f"epoch_{epoch:03d}.ckpt"
+        if epoch not in self.saved:
+            raise FileNotFoundError(f"the weights of epoch {epoch} were not kept")
+        return self.saved[epoch]
 
     @property
     def last_epoch(self) -> int | None:
@@ -97,7 +102,8 @@ class HeadFittingCheckpoints(L.Callback):
             return  # no held-out split: nothing to select on
         epoch = trainer.current_epoch
         self.history[epoch] = [float(metrics[name]) for name in names]
-        trainer.save_checkpoint(self.path(epoch), weights_only=True)
+        self.saved[epoch] = self.dirpath / f"epoch_{epoch:03d}.ckpt"
+        trainer.save_checkpoint(self.saved[epoch], weights_only=True)
         self._drop_unselectable(trainer)
 
     def _drop_unselectable(self, trainer: L.Trainer) -> None:
@@ -106,15 +112,17 @@ class HeadFittingCheckpoints(L.Callback):
         # Each head alone, and every head together (the mixed hypotheses).
         keep = {self.selected_epoch(h) for h in range(self.num_heads + 1)}
         keep.add(self.last_epoch)
-        if not trainer.is_global_zero:
-            return  # rank 0 wrote the weights
-        for epoch in self.history:
-            path = self.path(epoch)
-            if epoch not in keep and path.exists():
+        for epoch in [e for e in self.saved if e not in keep]:
+            path = self.saved.pop(epoch)
+            # Rank 0 wrote the weights; another run's folder is left as it is.
+            ours = path.parent.resolve() == self.dirpath.resolve()
+            if trainer.is_global_zero and ours and path.exists():
                 path.unlink()
 
     def state_dict(self) -> dict:
-        return {"history": self.history, "tolerance": self.tolerance}
+        saved = {epoch: str(path.resolve()) for epoch, path in self.saved.items()}
+        return {"history": self.history, "tolerance": self.tolerance, "saved": saved}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = {int(e): list(a) for e, a in state_dict["history"].items()}
+        self.saved = {int(e): Path(p) for e, p in state_dict.get("saved", {}).items()}

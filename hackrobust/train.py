@@ -140,7 +140,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
                 choice["holdout_accuracy"],
                 choice["holdout_size"],
                 datamodule.label_values,
-                submission.get("default_score") or datamodule.default_score_for(exercise_id(cfg)),
+                default_score(submission, datamodule, cfg),
                 labeled_class_shares(datamodule)
                 if submission.get("class_balance_bound", True)
                 else None,
@@ -225,9 +225,12 @@ def has_report(datamodule) -> bool:
     return isinstance(datamodule, HackathonDataModule)
 
 
-def exercise_id(cfg: DictConfig) -> int | None:
-    """The hackathon exercise the run reveals labels from (`query=api`), if any."""
-    return OmegaConf.select(cfg, "query.exercise_id", default=None)
+def default_score(submission: DictConfig, datamodule, cfg: DictConfig) -> float:
+    """`submission.default_score` if set (0 included), else the dataset's rule for the exercise
+    the run reveals labels from (`query=api`), if any."""
+    if submission.get("default_score") is not None:
+        return float(submission.default_score)
+    return datamodule.default_score_for(OmegaConf.select(cfg, "query.exercise_id", default=None))
 
 
 def labeled_class_shares(datamodule) -> np.ndarray:

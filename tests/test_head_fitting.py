@@ -89,6 +89,27 @@ def test_weights_are_kept_only_where_some_head_may_still_be_selected(tmp_path):
     assert restored.history == callback.history and restored.last_epoch == 4
 
 
+def test_a_resumed_run_reads_the_earlier_runs_weights_and_never_deletes_them(tmp_path):
+    first, resumed = tmp_path / "first", tmp_path / "resumed"
+    callback = HeadFittingCheckpoints(first, tolerance=0.05)
+    for epoch, (a, b) in enumerate([(0.9, 0.9), (1.0, 0.9), (0.8, 0.95)]):
+        metrics = {"val/acc_head0": torch.tensor(a), "val/acc_head1": torch.tensor(b)}
+        callback.on_validation_end(_Trainer(epoch, metrics), _Module())
+    later = HeadFittingCheckpoints(resumed, tolerance=0.05)
+    later.load_state_dict(callback.state_dict())
+    assert later.path(1) == (first / "epoch_001.ckpt").resolve()  # head 0's epoch, kept there
+
+    for epoch in (3, 4):  # the resumed run trains on; every head fits again, as well as ever
+        metrics = {"val/acc_head0": torch.tensor(1.0), "val/acc_head1": torch.tensor(0.95)}
+        later.on_validation_end(_Trainer(epoch, metrics), _Module())
+    assert [later.selected_epoch(h) for h in range(3)] == [4, 4, 4]
+    assert later.path(4) == resumed / "epoch_004.ckpt" and sorted(later.saved) == [4]
+    assert sorted(p.name for p in first.iterdir()) == ["epoch_001.ckpt", "epoch_002.ckpt"]
+    assert sorted(p.name for p in resumed.iterdir()) == ["epoch_004.ckpt"]
+    with pytest.raises(FileNotFoundError, match="epoch 1 were not kept"):
+        later.path(1)
+
+
 def test_a_run_predicts_with_the_chosen_heads_epoch_from_the_labels_it_revealed(
     tmp_path, monkeypatch
 ):

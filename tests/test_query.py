@@ -105,40 +105,46 @@ def test_oracle_run_reveals_at_most_five_and_writes_the_report(tmp_path):
 
 
 @pytest.mark.parametrize("callbacks", ["default", "chosen_head_fitting"])
-def test_a_run_resumed_from_its_checkpoint_reuses_the_choice_and_asks_nothing(tmp_path, callbacks):
-    """The query's state is written into the checkpoint the run keeps; resumed from it in a new
-    folder (whose oracle ledger is empty), the run reveals nothing and writes the same CSV."""
+def test_a_run_resumed_from_its_checkpoint_asks_nothing(tmp_path, callbacks):
+    """The labels the query used are written into the checkpoint the run keeps; resumed from it
+    in a new folder (whose oracle ledger is empty), the run chooses again from them and reveals
+    nothing, whether it stops there (the same CSV) or trains on (its own held-out numbers)."""
     import torch
 
     common = [
         *offline_overrides("toy", tmp_path),
         "method=divdis",
         "query=oracle",
-        "trainer.max_epochs=2",
         f"callbacks={callbacks}",
     ]
-    first, resumed = tmp_path / "first", tmp_path / "resumed"
-    _, objects = train(compose_train(common, first))
+    first = tmp_path / "first"
+    _, objects = train(compose_train([*common, "trainer.max_epochs=2"], first))
     kept = objects["trainer"].checkpoint_callback.best_model_path
     state = torch.load(kept, map_location="cpu", weights_only=False)["callbacks"]["ActiveQuery"]
     report = json.loads((first / "submission.report.json").read_text())
-    assert state["revealed"] == {q["datum_id"]: q["label"] for q in report["revealed"]}
-    assert state["result"]["head"] == report["chosen_head"]
+    labels = {q["datum_id"]: q["label"] for q in report["revealed"]}
+    assert state["revealed"] == labels and len(labels) == 5 and state["source"]
 
     modified = Path(kept).stat().st_mtime_ns
-    train(compose_train([*common, f"ckpt_path='{kept}'"], resumed))  # quoted: '=' in names
+    for epochs in (2, 3):
+        resumed = tmp_path / f"resumed_{epochs}"
+        resume = [*common, f"trainer.max_epochs={epochs}", f"ckpt_path='{kept}'"]  # quoted: '='
+        train(compose_train(resume, resumed))
+        if (resumed / "oracle_ledger.json").exists():
+            assert json.loads((resumed / "oracle_ledger.json").read_text())["revealed"] == {}
+        again = json.loads((resumed / "submission.report.json").read_text())
+        assert {q["datum_id"]: q["label"] for q in again["revealed"]} == labels
+        assert all(q["information_gain"] == 0.0 for q in again["revealed"])  # known, not asked
     assert Path(kept).stat().st_mtime_ns == modified  # the first run's files are left alone
-
-    if (resumed / "oracle_ledger.json").exists():
-        assert json.loads((resumed / "oracle_ledger.json").read_text())["revealed"] == {}
-    again = json.loads((resumed / "submission.report.json").read_text())
-    assert again["revealed"] == report["revealed"] and again["chosen_head"] == report["chosen_head"]
-    assert (resumed / "submission.csv").read_text() == (first / "submission.csv").read_text()
+    assert (tmp_path / "resumed_2" / "submission.csv").read_text() == (
+        first / "submission.csv"
+    ).read_text()
 
 
 def test_labels_in_the_callbacks_state_are_used_again_and_not_asked_again(tmp_path):
     """Restored from a checkpoint, the callback chooses again (as at the chosen head's fitting
-    epoch) from the labels it used, without asking a new ledger for any."""
+    epoch) from the labels it used, in label values, without asking a new ledger for any; labels
+    from another answer key are not evidence."""
     from functools import partial
     from types import SimpleNamespace
 
@@ -146,24 +152,33 @@ def test_labels_in_the_callbacks_state_are_used_again_and_not_asked_again(tmp_pa
     from hackrobust.reveal import OracleRevealer
 
     probs, truth, _ = two_heads()
-    np.save(tmp_path / "y_val.npy", truth)
-    data = SimpleNamespace(label_values=np.array([0, 1]), to_class_index=np.asarray, folder=None)
+    values = np.array([3, 7])
+    np.save(tmp_path / "y_val.npy", values[truth])
+    np.save(tmp_path / "other.npy", values[truth])
+    data = SimpleNamespace(
+        label_values=values, to_class_index=lambda y: np.searchsorted(values, y), folder=None
+    )
 
-    def callback(ledger):
-        oracle = partial(OracleRevealer, tmp_path / "y_val.npy", ledger_file=tmp_path / ledger)
-        return ActiveQuery(oracle)
+    def callback(ledger, answer_key="y_val.npy"):
+        key, ledger = tmp_path / answer_key, tmp_path / ledger
+        return ActiveQuery(partial(OracleRevealer, key, ledger_file=ledger))
 
     first = callback("first.json")
     chosen = first._query(data, probs, None)
+    assert len(chosen["queries"]) == 5 and chosen["head"] == 0
+    assert {q["label"] for q in chosen["queries"]} <= {3, 7}
+
     resumed = callback("resumed.json")
     resumed.load_state_dict(first.state_dict())
     again = resumed._query(data, probs, None)
-
-    assert len(chosen["queries"]) == 5 and chosen["head"] == 0
-    assert [q["datum_id"] for q in again["queries"]] == sorted(
-        q["datum_id"] for q in chosen["queries"]
-    )
+    assert [q["datum_id"] for q in again["queries"]] == sorted(first.revealed)
     assert again["head"] == 0 and not (tmp_path / "resumed.json").exists()
+
+    elsewhere = callback("elsewhere.json", answer_key="other.npy")
+    elsewhere.load_state_dict(first.state_dict())
+    elsewhere._query(data, probs, None)
+    fetched = json.loads((tmp_path / "elsewhere.json").read_text())["revealed"]
+    assert len(fetched) == 5  # it asked its own answer key
 
 
 @pytest.mark.parametrize("method", ["divdis", "erm"])
@@ -239,3 +254,9 @@ def test_heads_that_disagree_both_ways_keep_the_gain_to_the_end():
         for v in (0.9, 1.1)
     ]
     assert picks[0] == picks[1] and len(picks[0]) == 5
+
+
+def test_an_explicit_default_score_of_zero_is_the_one_the_report_weighs(tmp_path):
+    overrides = [*offline_overrides("toy", tmp_path), "trainer.max_epochs=1"]
+    train(compose_train([*overrides, "submission.default_score=0"], tmp_path))
+    assert json.loads((tmp_path / "submission.report.json").read_text())["default_score"] == 0.0

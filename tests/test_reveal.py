@@ -197,12 +197,16 @@ def test_a_pending_datum_from_a_crash_is_finished_or_explained(credentials, monk
 
         monkeypatch.setenv("HACKROBUST_REVEAL_PASSWORD", "secret")
         client.ledger.write({"description": {}, "revealed": {}, "pending": 99})
-        assert ApiRevealer(server.url, exercise_id=1).reveal(1) == LABELS[1]  # 99: never charged
-        assert client.ledger.read() == {
-            "description": {},
-            "revealed": {1: LABELS[1]},
-            "pending": None,
-        }
+        with pytest.raises(RevealError, match="earlier run stopped"):  # a 404 proves nothing
+            ApiRevealer(server.url, exercise_id=1).reveal(1)  # (a moved server, a wrong path)
+
+
+def test_an_oracle_drops_a_pending_row_that_is_not_in_its_answer_key(tmp_path):
+    np.save(tmp_path / "y_val.npy", np.array(LABELS))
+    oracle = OracleRevealer(dataset_dir=tmp_path, ledger_file=tmp_path / "ledger.json")
+    oracle.ledger.write({"description": {}, "revealed": {}, "pending": 99})
+    assert oracle.reveal(1) == LABELS[1]  # row 99 can never be revealed, so never was charged
+    assert oracle.ledger.read() == {"description": {}, "revealed": {1: LABELS[1]}, "pending": None}
 
 
 def test_missing_credentials(monkeypatch):

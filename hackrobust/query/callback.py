@@ -2,17 +2,19 @@
 
 It runs when the predict stage starts (the best checkpoint is loaded by then), computes each
 head's target probabilities on every rank, queries on global rank 0 only, and broadcasts the
-choice. The choice and the labels it used live in the callback's `state_dict`, which `train`
-writes into the checkpoint the run keeps (`record_in_checkpoint`): a run resumed from it
-(`ckpt_path=`) re-uses both instead of asking again. The budget's truth is the revealer's ledger
-on disk, so a re-run from scratch re-uses its labels too. With the choice it keeps what the
-report's accuracy estimate needs from the held-out split: each head's accuracy and the chosen
-head's confidence on each held-out row (the target's come from the predictions).
+choice. The labels it used live in the callback's `state_dict`, which `train` writes into the
+checkpoint the run keeps (`record_in_checkpoint`): a run resumed from it (`ckpt_path=`) chooses
+again on its own weights from those labels, asking for none (they count against the budget; a
+checkpoint of another exercise or answer key is not taken for evidence). The budget's truth is
+the revealer's ledger on disk, so a re-run from scratch re-uses its labels too. With the choice
+it keeps what the report's accuracy estimate needs from the held-out split: each head's accuracy
+and the chosen head's confidence on each held-out row (the target's come from the predictions).
 """
 
 from __future__ import annotations
 
 import inspect
+import io
 import logging
 import os
 from collections.abc import Callable
@@ -24,6 +26,7 @@ import torch
 from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
+from hackrobust.submission import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +116,9 @@ class ActiveQuery(L.Callback):
         self.error_rate = error_rate
         self.atc_score = atc_score
         self.verify_after = verify_after
-        self.result: dict | None = None
-        self.revealed: dict[int, int] = {}  # every label this run has used, in label values
+        self.result: dict | None = None  # this fit's choice; a resumed fit chooses again
+        self.revealed: dict[int, int] = {}  # every label the run has used, in label values
+        self.source: str | None = None  # the fingerprint of the ledger they came from
 
     def _revealer(self, datamodule) -> Revealer:
         kwargs = {}
@@ -152,6 +156,14 @@ class ActiveQuery(L.Callback):
             return int(datamodule.to_class_index(np.array([revealer.reveal(datum_id)]))[0])
 
         revealer.complete_pending()  # a label an earlier run paid for is evidence too
+        source = revealer.ledger.fingerprint
+        if self.revealed and self.source != source:
+            log.warning(
+                "The checkpoint's %d revealed labels come from another exercise or answer key: "
+                "not used", len(self.revealed),
+            )  # fmt: skip
+            self.revealed = {}
+        self.source = source
         known = {
             d: int(datamodule.to_class_index(np.array([label]))[0])
             for d, label in (self.revealed | revealer.revealed).items()
@@ -181,17 +193,18 @@ class ActiveQuery(L.Callback):
         return result
 
     def state_dict(self) -> dict:
-        return {"result": self.result, "revealed": dict(self.revealed)}
+        return {"revealed": dict(self.revealed), "source": self.source}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.result = state_dict.get("result")
+        # Not the choice itself: a resumed fit may train on, and the held-out numbers with it.
         self.revealed = {int(d): int(v) for d, v in state_dict.get("revealed", {}).items()}
+        self.source = state_dict.get("source")
 
     def record_in_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write this callback's state into the Lightning checkpoint at `path` (atomically):
-        the query runs after fit, when the checkpoints are already written."""
+        """Write this callback's state into the Lightning checkpoint at `path`, atomically and
+        durably: the query runs after fit, when the checkpoints are already written."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         checkpoint.setdefault("callbacks", {})[self.state_key] = self.state_dict()
-        partial = f"{path}.partial"
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        write_atomically(path, buffer.getvalue(), overwrite=True)

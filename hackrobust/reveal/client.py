@@ -33,11 +33,13 @@ class BudgetExhaustedError(RevealError):
 
 class RefusedError(RevealError):
     """The server answered with a 4xx: that request revealed and charged nothing (asking again
-    for a datum already revealed is free, so a charged datum is never refused)."""
+    for a datum already revealed is free, so a charged datum is never refused). `unrevealable`:
+    the datum can never be revealed (not a target row), so no request ever charged it."""
 
-    def __init__(self, message: str, status: int):
+    def __init__(self, message: str, status: int, unrevealable: bool = False):
         super().__init__(message)
         self.status = status
+        self.unrevealable = unrevealable
 
 
 class Revealer:
@@ -92,7 +94,7 @@ class Revealer:
         try:
             self._complete(state, datum_id)
         except RefusedError as error:
-            if error.status != 404:  # the earlier request may have been charged
+            if not error.unrevealable:  # the earlier request may have been charged
                 raise RevealError(
                     f"datum {datum_id} was being revealed when an earlier run stopped, and is "
                     f"now refused ({error}). It may have been charged, so it still counts "
@@ -232,6 +234,8 @@ class OracleRevealer(Revealer):
     def _fetch(self, datum_id: int) -> int:
         if not 0 <= datum_id < len(self.labels):
             raise RefusedError(
-                f"datum {datum_id} is not a target row (0 to {len(self.labels) - 1})", 404
+                f"datum {datum_id} is not a target row (0 to {len(self.labels) - 1})",
+                404,
+                unrevealable=True,
             )
         return int(self.labels[datum_id])

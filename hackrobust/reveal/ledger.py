@@ -53,6 +53,13 @@ class Ledger:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @property
+    def fingerprint(self) -> str:
+        """Names what the ledger records (server, user and exercise; or answer key) without
+        saying it: a label kept elsewhere (a checkpoint) is only used where this matches."""
+        text = json.dumps(self.description, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def _remove_stale_temporaries(self) -> None:
         """Temporary files of writers killed before their rename: every write holds the lock,
         so under it none is in progress."""
