@@ -73,6 +73,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -314,14 +315,23 @@ def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir:
     }
 
 
-def run_all(todo: list[tuple[str, str, int]], args: argparse.Namespace, log_dir: Path):
+def run_all(
+    todo: list[tuple[str, str, int]],
+    args: argparse.Namespace,
+    log_dir: Path,
+    recorded: Callable[[], set] = set,
+):
     """Yields each run's record as it finishes, `args.jobs` runs at a time. After a failure no
-    new run starts; the ones under way finish and are yielded, then the failures are raised."""
+    new run starts; the ones under way finish and are yielded, then the failures are raised. A
+    run in `recorded()` when its turn comes (another process sharing the store made it) is
+    skipped."""
     failed = threading.Event()
 
     def attempt(triple: tuple[str, str, int]) -> dict | None:
         if failed.is_set():
             return None  # not started: a run before it failed
+        if triple in recorded():
+            return None  # another process recorded it meanwhile
         try:
             return run(*triple, args, log_dir)
         except RuntimeError:
@@ -578,18 +588,22 @@ def main() -> None:
     ]
     if args.jobs > 1:  # share the cores between the runs unless told how
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+
+    def recorded() -> set:
+        return {(r["method"], r["dataset"], r["seed"]) for r in load_records(store)}
+
     with tempfile.TemporaryDirectory() as log_dir:
-        for record in run_all([] if args.table_only else todo, args, Path(log_dir)):
+        for record in run_all([] if args.table_only else todo, args, Path(log_dir), recorded):
             record["commit"] = commit_id()
             record["environment"] = machine
             append_record(store, record)
-            records.append(record)
             print(
                 f"{record['dataset']} {record['method']} seed {record['seed']}: "
                 f"{record['metrics']['target/final_acc']:.4f} ({record['seconds']:.0f} s)",
                 flush=True,
             )
 
+    records = load_records(store)  # with what other processes sharing it recorded meanwhile
     wanted = [
         r
         for r in records

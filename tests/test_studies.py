@@ -108,6 +108,22 @@ def test_a_failed_run_stops_new_ones_but_keeps_those_under_way(monkeypatch, tmp_
     assert sorted(started) == [0, 1]
 
 
+def test_a_run_another_process_recorded_meanwhile_is_skipped(monkeypatch, tmp_path):
+    suite = _suite_module()
+    started, recorded = [], set()
+
+    def fake_run(method, dataset, seed, args, log_dir):
+        started.append(seed)
+        recorded.add(("erm", "toy", seed + 1))  # meanwhile, another process makes the next one
+        return {"seed": seed}
+
+    monkeypatch.setattr(suite, "run", fake_run)
+    todo = [("erm", "toy", s) for s in range(4)]
+    args = argparse.Namespace(jobs=1)
+    finished = [r["seed"] for r in suite.run_all(todo, args, tmp_path, lambda: recorded)]
+    assert started == finished == [0, 2]
+
+
 def test_table_arguments_leave_out_what_the_table_does_not_depend_on():
     suite = _suite_module()
     argv = ["--methods", "erm", "--jobs", "4", "--table-only", "--seeds", "0", "--jobs=2"]
