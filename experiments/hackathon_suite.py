@@ -79,12 +79,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hackrobust.data.exercises import HARD_EXERCISES, default_score
+
 MNIST = [
     "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
     "mnist_uniform_color_random_row", "mnist_uniform_color_low_mix_rate", "mnist_sum",
     "mnist_sum_bis", "mnist_sum_noise_level", "mnist_embed", "mnist_embed_456",
 ]  # fmt: skip
-HARD = ["vehicle_animal", "humans"]  # not submitting scores 0.5 there, 0.8 elsewhere
+HARD = list(HARD_EXERCISES)  # not submitting scores 0.5 there, 0.8 elsewhere
 DATASET_GROUPS = {"mnist": MNIST, "all": MNIST + HARD}
 OFFLINE = {"vehicle_animal": "synthetic", "humans": "synthetic", "toy": None}
 SINGLE_HEAD = {"erm", "group_dro", "jtt", "dfr", "logit_adjustment"}
@@ -363,11 +365,6 @@ def table_arguments(argv: list[str]) -> list[str]:
         else:
             kept.append(arg)
     return kept
-
-
-def default_score(dataset: str) -> float:
-    """What not submitting scores on `dataset`."""
-    return 0.5 if dataset in HARD else 0.8
 
 
 def decision_score(record: dict, default: float) -> tuple[bool, float]:

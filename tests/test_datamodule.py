@@ -154,3 +154,13 @@ def test_a_hackathon_folder_without_metadata_scores_its_exercises_default(tmp_pa
     generated.prepare_data()
     generated.setup("fit")
     assert generated.default_score_for(888) == 0.8  # its metadata says so
+
+
+def test_the_default_score_rule_names_an_exercise_by_dataset_or_by_id():
+    """One rule serves the datamodule (exercise ids), the generators and the studies (dataset
+    names): 0.5 for vehicle_animal (888) and humans (999), 0.8 for everything else."""
+    from hackrobust.data.exercises import default_score
+
+    hard = ["vehicle_animal", "humans", 888, 999, "888"]
+    assert [default_score(e) for e in hard] == [0.5] * 5
+    assert [default_score(e) for e in ["mnist_cc", 3, "3", None]] == [0.8] * 4

@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
+from hackrobust.data.exercises import default_score
 from hackrobust.data.in_memory import TensorDict, pass_through
 from hackrobust.data.layout import HackathonData, save_hackathon_dir
 from hackrobust.data.loader import load_hackathon_dir
@@ -29,8 +30,6 @@ from hackrobust.data.loader import load_hackathon_dir
 log = logging.getLogger(__name__)
 
 UNKNOWN = -1
-# The hackathon42's two hard exercises (vehicle and animal; humans): not submitting scores 0.5.
-HARD_EXERCISES = (888, 999)
 
 
 class HackathonDataModule(L.LightningDataModule):
@@ -201,7 +200,7 @@ class HackathonDataModule(L.LightningDataModule):
         vehicle and animal, and 999, humans), 0.8 for the others."""
         if "default_score" in self.data.metadata:
             return float(self.data.metadata["default_score"])
-        return 0.5 if exercise_id is not None and int(exercise_id) in HARD_EXERCISES else 0.8
+        return default_score(None if exercise_id is None else int(exercise_id))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

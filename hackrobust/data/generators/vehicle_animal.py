@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hackrobust.data.exercises import default_score
 from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
 from hackrobust.data.generators.mnist import default_data_dir
 
@@ -40,7 +41,7 @@ def make_vehicle_animal(
         true_feature=true_feature,
         label_values=(0, 1),
         **split_options,
-        default_score=0.5,
+        default_score=default_score("vehicle_animal"),
         params={
             "noise": noise,
             "source": source,
