@@ -108,19 +108,27 @@ def flagship_rows(results: Path, datasets=tuple(RECIPES), flagship=FLAGSHIP) -> 
     return rows
 
 
-def row_cells(row: dict, per_seed: bool) -> dict[str, str]:
-    """One flagship row's table cells, as the full table and the README's both print them."""
-    acc = row["recipe"]
-    numbers = [f"{np.mean(acc):.3f}", f"{min(acc):.3f}"] if acc else ["not run yet", "–"]
-    if per_seed:
-        numbers.append(", ".join(f"{a:.3f}" for a in acc) if acc else "–")
-    return {
-        "seeds": f"{len(acc)} of {SEEDS}",
-        "numbers": " | ".join(numbers),
-        "submitted": f"{row['submitted']} of {len(acc)}",
-        "erm": f"{np.mean(row['erm']):.3f}" if row["erm"] else "not run",
-        "verdict": "yes" if row["meets"] else ("no" if len(acc) >= SEEDS else "open"),
-    }
+def row_lines(rows: list[dict], per_seed: bool) -> list[str]:
+    """The flagship rows as table lines, header first: the full table's (with each seed's
+    accuracy) or the README's (dataset names in code font)."""
+    lines = [
+        f"| dataset | {'seeds run' if per_seed else 'seeds'} | target accuracy | lowest "
+        f"|{' per seed |' if per_seed else ''} submitted | ERM | meets 0.98 |",
+        "|---|---|---|---|---|---|---|" + ("---|" if per_seed else ""),
+    ]
+    for row in rows:
+        acc = row["recipe"]
+        numbers = [f"{np.mean(acc):.3f}", f"{min(acc):.3f}"] if acc else ["not run yet", "–"]
+        if per_seed:
+            numbers.append(", ".join(f"{a:.3f}" for a in acc) if acc else "–")
+        dataset = row["dataset"] if per_seed else f"`{row['dataset']}`"
+        erm = f"{np.mean(row['erm']):.3f}" if row["erm"] else "not run"
+        verdict = "yes" if row["meets"] else ("no" if len(acc) >= SEEDS else "open")
+        lines.append(
+            f"| {dataset} | {len(acc)} of {SEEDS} | {' | '.join(numbers)} "
+            f"| {row['submitted']} of {len(acc)} | {erm} | {verdict} |"
+        )
+    return lines
 
 
 def flagship_table(
@@ -137,16 +145,8 @@ def flagship_table(
         f"score). ERM: the same model, from [{FLAGSHIP[0]}]({FLAGSHIP[0]}.md), mean over its "
         "seeds.",
         "",
-        "| dataset | seeds run | target accuracy | lowest | per seed | submitted | ERM "
-        "| meets 0.98 |",
-        "|---|---|---|---|---|---|---|---|",
+        *row_lines(rows, per_seed=True),
     ]
-    for r in rows:
-        c = row_cells(r, per_seed=True)
-        lines.append(
-            f"| {r['dataset']} | {c['seeds']} | {c['numbers']} | {c['submitted']} | {c['erm']} "
-            f"| {c['verdict']} |"
-        )
     met = sum(r["meets"] for r in rows)
     done = sum(len(r["recipe"]) >= SEEDS for r in rows)
     lines += [
@@ -190,17 +190,7 @@ README_MARKS = ("<!-- flagship table: make study-mnist-bar -->", "<!-- end of fl
 
 def readme_table(rows: list[dict]) -> str:
     """The flagship's rows, short, for the README (between README_MARKS)."""
-    lines = [
-        "| dataset | seeds | target accuracy | lowest | submitted | ERM | meets 0.98 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        c = row_cells(r, per_seed=False)
-        lines.append(
-            f"| `{r['dataset']}` | {c['seeds']} | {c['numbers']} | {c['submitted']} | {c['erm']} "
-            f"| {c['verdict']} |"
-        )
-    return "\n".join(lines)
+    return "\n".join(row_lines(rows, per_seed=False))
 
 
 def with_readme_table(readme: str, rows: list[dict]) -> str:
