@@ -276,3 +276,16 @@ def test_the_command_lines_register_serve_submit_and_survive_a_restart(tmp_path,
             assert "Traceback" not in submitted.stderr  # a clear error, not a crash
         board = {row["team"]: row for row in json.loads(shown.stdout)["teams"]}
         assert board["cli_team"]["exercises"]["4"] == {"score": 1.0, "submitted": True}
+
+
+def test_an_exercise_without_metadata_gets_the_hackathon_default_for_its_id(tmp_path):
+    """An official folder has no metadata.json: the leaderboard's default then follows the same
+    rule as the run's report (0.5 for 888 and 999, 0.8 for the others)."""
+    folder = tmp_path / "official"
+    folder.mkdir()
+    np.save(folder / "y_val.npy", LABELS)
+    store = Store(tmp_path / "server.sqlite")
+    for exercise_id in (3, 888, 999):
+        store.add_exercise(exercise_id, folder)
+    defaults = {e["id"]: e["default_score"] for e in store.leaderboard()["exercises"]}
+    assert defaults == {3: 0.8, 888: 0.5, 999: 0.5}

@@ -198,9 +198,8 @@ class HackathonDataModule(L.LightningDataModule):
         """The score of not submitting: the metadata's; else, for a hackathon folder (which has
         none), the rule of the exercise it is submitted to: 0.5 for its two hard ones (ids 888,
         vehicle and animal, and 999, humans), 0.8 for the others."""
-        if "default_score" in self.data.metadata:
-            return float(self.data.metadata["default_score"])
-        return default_score(None if exercise_id is None else int(exercise_id))
+        exercise = None if exercise_id is None else int(exercise_id)
+        return default_score(exercise, self.data.metadata)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -6,9 +6,11 @@ HARD_DEFAULT_SCORE = 0.5
 HARD_EXERCISES = {"vehicle_animal": 888, "humans": 999}  # dataset name: exercise id
 
 
-def default_score(exercise: str | int | None) -> float:
+def default_score(exercise: str | int | None, metadata: dict | None = None) -> float:
     """What not submitting scores on `exercise`, named by its dataset or its exercise id
-    (None: an exercise not named, 0.8)."""
+    (None: an exercise not named, 0.8); a dataset's `metadata` with a default_score wins."""
+    if metadata and "default_score" in metadata:
+        return float(metadata["default_score"])
     if isinstance(exercise, str) and exercise.isdigit():
         exercise = int(exercise)
     hard = exercise in HARD_EXERCISES or exercise in HARD_EXERCISES.values()

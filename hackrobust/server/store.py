@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hackrobust.data.exercises import default_score
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS teams (username TEXT PRIMARY KEY, salt BLOB NOT NULL, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS exercises (
@@ -80,7 +82,8 @@ class Store:
     def add_exercise(
         self, exercise_id: int, dataset_dir: str | os.PathLike, name: str | None = None
     ) -> None:
-        """Register a dataset folder's answer key (y_val.npy) and default score (metadata.json)."""
+        """Register a dataset folder's answer key (y_val.npy) and default score (metadata.json's,
+        else the hackathon's rule for `exercise_id`)."""
         folder = Path(dataset_dir)
         if not (folder / "y_val.npy").is_file():
             raise FileNotFoundError(f"{folder} has no y_val.npy: an exercise needs its answer key")
@@ -94,7 +97,7 @@ class Store:
                     exercise_id,
                     name or meta.get("name", folder.name),
                     json.dumps(labels),
-                    meta.get("default_score", 0.8),
+                    default_score(exercise_id, meta),
                 ),
             )
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from hackrobust.data.exercises import DEFAULT_SCORE
 from hackrobust.data.generators.features import assign_features
 from hackrobust.data.layout import HackathonData
 
@@ -27,7 +28,7 @@ def build_dataset(
     labeled_mix_rate: float = 0.0,
     unlabeled_mix_rate: float = 0.5,
     target_mix_rate: float = 0.5,
-    default_score: float = 0.8,
+    default_score: float = DEFAULT_SCORE,
     params: dict | None = None,
 ) -> HackathonData:
     """Draw features, render inputs and write the answer key.
