@@ -196,8 +196,8 @@ class HackathonDataModule(L.LightningDataModule):
 
     def default_score_for(self, exercise_id: int | None) -> float:
         """The score of not submitting: the metadata's; else, for a hackathon folder (which has
-        none), the rule of the exercise it is submitted to: 0.5 for its two hard ones (ids 888,
-        vehicle and animal, and 999, humans), 0.8 for the others."""
+        none), the hackathon's rule for the exercise it is submitted to
+        (`exercises.default_score`)."""
         exercise = None if exercise_id is None else int(exercise_id)
         return default_score(exercise, self.data.metadata)
 
