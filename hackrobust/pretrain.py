@@ -19,11 +19,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
-from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -129,7 +128,7 @@ def all_inputs(datamodule) -> torch.Tensor:
 
 
 def pretrain_trunk(
-    cfg: DictConfig,
+    new_trainer: Callable[..., L.Trainer],
     datamodule,
     net: nn.Module,
     epochs: int = 20,
@@ -138,7 +137,8 @@ def pretrain_trunk(
     batch_size: int = 128,
 ) -> dict:
     """Fit the first trunk of `net` as a denoising autoencoder on `all_inputs(datamodule)`, with
-    the run's trainer settings, and copy its weights into the other trunks. Returns a summary."""
+    a Trainer from `new_trainer` (the run's settings), and copy its weights into the other
+    trunks. Returns a summary."""
     if epochs < 1:
         raise ValueError(f"pretrain.epochs must be at least 1, got {epochs}")
     if noise < 0:
@@ -155,7 +155,7 @@ def pretrain_trunk(
     loader = DataLoader(
         TensorDict(x=inputs), batch_size=batch_size, shuffle=True, collate_fn=pass_through
     )
-    trainer = side_trainer(cfg, max_epochs=epochs)
+    trainer = side_trainer(new_trainer, max_epochs=epochs)
     trainer.fit(autoencoder, train_dataloaders=loader)
     for trunk in trunks[1:]:
         trunk.load_state_dict(trunks[0].state_dict())

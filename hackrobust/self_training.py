@@ -48,14 +48,14 @@ opt-in (`self_training=pseudo_label`, `self_training=fixmatch`).
 from __future__ import annotations
 
 import copy
+import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-import hydra
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
 from hackrobust.data.datamodule import UNKNOWN, HackathonDataModule
 from hackrobust.data.in_memory import TensorDict
@@ -66,6 +66,24 @@ from hackrobust.query.report import confidence
 from hackrobust.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentRecipe:
+    """How each student is built and trained: the run's model factory, optimizer and schedule
+    (Hydra partials) and a factory of Trainers with the run's settings."""
+
+    model: Callable
+    optimizer: Callable
+    scheduler: Callable | None
+    trainer: Callable[..., L.Trainer]
+
+    def with_epochs(self, epochs: int) -> StudentRecipe:
+        """The same recipe training `epochs` epochs; a schedule whose length is the fit's
+        (`T_max: null`, BaseMethod.configure_optimizers) follows."""
+        if epochs < 1:
+            raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
+        return replace(self, trainer=functools.partial(self.trainer, max_epochs=epochs))
 
 
 @dataclass
@@ -169,8 +187,18 @@ def _agreement(predicted: np.ndarray, revealed: dict[int, int]) -> float | None:
     return float(np.mean([predicted[d] == y for d, y in revealed.items()]))
 
 
+def check_settings(rounds: int = 1, students: int = 1, epochs: int | None = None) -> None:
+    """Refuse settings `self_train` cannot run with, before any training."""
+    if rounds < 1:
+        raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
+    if students < 1:
+        raise ValueError(f"self_training.students must be at least 1, got {students}")
+    if epochs is not None and epochs < 1:
+        raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
+
+
 def self_train(
-    cfg: DictConfig,
+    student: StudentRecipe,
     datamodule: HackathonDataModule,
     teacher: L.LightningModule,
     probs: np.ndarray,
@@ -205,15 +233,12 @@ def self_train(
     students train without that fold's pseudo-labels and predict it; so no target row is
     predicted by a student that was taught the head's label for it (which it would repeat,
     wrong or right). Each round then trains `folds` x `students` students.
-    `epochs`: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule that
-    reads `trainer.max_epochs` (the cosine one) follows them.
+    `epochs`: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule over
+    the fit's epochs (the cosine one) follows them.
     """
-    if rounds < 1:
-        raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
-    if students < 1:
-        raise ValueError(f"self_training.students must be at least 1, got {students}")
+    check_settings(rounds, students, epochs)
     if epochs is not None:
-        cfg = with_epochs(cfg, epochs)
+        student = student.with_epochs(epochs)
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
@@ -246,7 +271,7 @@ def self_train(
             fold_rows.append(len(train_set))
             fold_groups.append(groups)
             fold_students = [
-                _fit_student(cfg, datamodule, train_set, trunk_state, fixmatch, weights)
+                _fit_student(student, datamodule, train_set, trunk_state, fixmatch, weights)
                 for _ in range(students)
             ]
             next_target[predicted] = _mean_probabilities(fold_students, target_x[predicted])
@@ -308,23 +333,13 @@ def self_train(
     )
 
 
-def with_epochs(cfg: DictConfig, epochs: int) -> DictConfig:
-    """A copy of `cfg` whose trainer runs `epochs` epochs; what interpolates
-    `trainer.max_epochs` (a cosine schedule's length) follows."""
-    if epochs < 1:
-        raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
-    cfg = copy.deepcopy(cfg)
-    OmegaConf.update(cfg, "trainer.max_epochs", epochs)
-    return cfg
-
-
 def _mean_probabilities(models: list[L.LightningModule], x: torch.Tensor) -> np.ndarray:
     """(N, classes): the one-head `models`' mean class probabilities on `x`."""
     return np.mean([target_probabilities(model, x)[:, 0] for model in models], axis=0)
 
 
 def _fit_student(
-    cfg: DictConfig,
+    recipe: StudentRecipe,
     datamodule: HackathonDataModule,
     train_set: TensorDict,
     trunk_state: dict | None = None,
@@ -341,9 +356,9 @@ def _fit_student(
     settings = dict(fixmatch or {})
     unlabeled_batch_size = settings.pop("unlabeled_batch_size", None)
     student = (ERM if fixmatch is None else FixMatch)(
-        model=hydra.utils.instantiate(cfg.model),
-        optimizer=hydra.utils.instantiate(cfg.method.optimizer),
-        scheduler=hydra.utils.instantiate(cfg.method.get("scheduler")),
+        model=recipe.model,
+        optimizer=recipe.optimizer,
+        scheduler=recipe.scheduler,
         input_shape=datamodule.input_shape,
         num_classes=datamodule.num_classes,
         num_heads=1,
@@ -357,5 +372,5 @@ def _fit_student(
     student_data.with_unlabeled = student.uses_unlabeled
     student_data.unlabeled_with_target = True
     student_data.unlabeled_batch_size = unlabeled_batch_size or datamodule.unlabeled_batch_size
-    side_trainer(cfg).fit(student, datamodule=student_data)
+    side_trainer(recipe.trainer).fit(student, datamodule=student_data)
     return student

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import hydra
+from collections.abc import Callable
+
 import lightning as L
-from omegaconf import DictConfig
 
 
-def side_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
-    """The run's trainer settings (device, precision, epochs...) without loggers, callbacks,
-    checkpoints or validation: the main run logs and selects; this stage only trains."""
+def side_trainer(new_trainer: Callable[..., L.Trainer], **overrides) -> L.Trainer:
+    """A Trainer from `new_trainer` (the run's settings: device, precision, epochs...) without
+    loggers, callbacks, checkpoints or validation: the main run logs and selects; this stage
+    only trains."""
     options = dict(
         logger=False,
         callbacks=[],
@@ -17,4 +18,4 @@ def side_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
         num_sanity_val_steps=0,
         limit_val_batches=0,
     )
-    return hydra.utils.instantiate(cfg.trainer, **(options | overrides))
+    return new_trainer(**(options | overrides))

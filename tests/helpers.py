@@ -70,3 +70,25 @@ def offline_overrides(dataset: str, output_dir: Path) -> list[str]:
     source = _image_source(dataset)
     extra = [f"dataset.source={OFFLINE_SOURCE[source]}"] if source in OFFLINE_SOURCE else []
     return [f"dataset={dataset}", *TINY, *extra]
+
+
+def student_recipe(cfg: DictConfig):
+    """The self-training students' recipe of `cfg`, built as the self-training stage builds it
+    from the run: the model, optimizer and schedule partials, and the run's trainer settings."""
+    import hydra
+
+    from hackrobust.self_training import StudentRecipe
+
+    return StudentRecipe(
+        model=hydra.utils.instantiate(cfg.model),
+        optimizer=hydra.utils.instantiate(cfg.method.optimizer),
+        scheduler=hydra.utils.instantiate(cfg.method.get("scheduler")),
+        trainer=trainer_factory(cfg),
+    )
+
+
+def trainer_factory(cfg: DictConfig):
+    """The run's trainer settings as `train` passes them to side fits: a partial of a Trainer."""
+    import hydra
+
+    return hydra.utils.instantiate(cfg.trainer, _partial_=True)

@@ -10,7 +10,7 @@ from hackrobust import self_training
 from hackrobust.pretrain import all_inputs, decoder_for, pretrain_trunk, trunk_state, trunks_of
 from hackrobust.train import train
 
-from helpers import build_run, compose_train, offline_overrides
+from helpers import build_run, compose_train, offline_overrides, student_recipe, trainer_factory
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_pretraining_lowers_the_reconstruction_error_and_starts_every_trunk_alik
     first, *others = trunks_of(method.net)
     before = {k: v.clone() for k, v in first.state_dict().items()}
 
-    summary = pretrain_trunk(cfg, datamodule, method.net, epochs=6)
+    summary = pretrain_trunk(trainer_factory(cfg), datamodule, method.net, epochs=6)
 
     n_inputs = sum(len(s) for s in (datamodule.train_set, datamodule.holdout_set,
                                     datamodule.unlabeled_set, datamodule.target_set))  # fmt: skip
@@ -78,12 +78,12 @@ def test_a_run_pretrains_the_trunk_and_the_student_starts_from_it(tmp_path, monk
         pretrained.append(real_state(net))
         return pretrained[-1]
 
-    def spy_fit_student(cfg, datamodule, train_set, state=None, fixmatch=None, weights=None):
-        student = real_fit_student(cfg, datamodule, train_set, state, fixmatch, weights)
+    def spy_fit_student(recipe, datamodule, train_set, state=None, fixmatch=None, weights=None):
+        student = real_fit_student(recipe, datamodule, train_set, state, fixmatch, weights)
         students.append(state)
         return student
 
-    monkeypatch.setattr("hackrobust.train.trunk_state", spy_state)
+    monkeypatch.setattr("hackrobust.stages.pretrain.trunk_state", spy_state)
     monkeypatch.setattr(self_training, "_fit_student", spy_fit_student)
     metrics, objects = train(compose_train(overrides, tmp_path))
 
@@ -95,6 +95,8 @@ def test_the_student_starts_from_the_given_trunk(tmp_path):
     overrides = [*offline_overrides("toy", tmp_path), "trainer.max_epochs=0"]
     cfg, datamodule, method = build_run(overrides, tmp_path)
     state = {k: torch.full_like(v, 0.5) for k, v in trunk_state(method.net).items()}
-    student = self_training._fit_student(cfg, datamodule, datamodule.train_set, state)
+    student = self_training._fit_student(
+        student_recipe(cfg), datamodule, datamodule.train_set, state
+    )
     for name, value in trunks_of(student.net)[0].state_dict().items():
         assert torch.equal(value, state[name])

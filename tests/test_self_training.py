@@ -16,7 +16,7 @@ from hackrobust.self_training import confident_rows, pseudo_label_rows, pseudo_l
 from hackrobust.submission import read_submission
 from hackrobust.train import train
 
-from helpers import build_run, compose_train, offline_overrides
+from helpers import build_run, compose_train, offline_overrides, student_recipe
 
 ORACLE_DIVDIS = ["method=divdis", "query=oracle", "trainer.max_epochs=2", "logger=none"]
 
@@ -195,7 +195,7 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
     choice = choice_revealing(datamodule, (0, 1, 2), [0.9, 0.5])
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0], student_sign))
 
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
+    result = self_training.self_train(student_recipe(cfg), datamodule, teacher, probs, choice)
     new_probs, new_choice, summary = result.probs, result.choice, result.summary
     np.testing.assert_array_equal(result.student_probs.argmax(-1), (student_sign > 0) == truth)
     np.testing.assert_array_equal(result.head_probs, probs[:, 0])
@@ -216,7 +216,9 @@ def test_a_student_that_contradicts_a_revealed_label_is_discarded(
 def test_the_student_is_fixmatch_whenever_fixmatch_settings_are_given(fixmatch, expected, tmp_path):
     overrides = [*offline_overrides("toy", tmp_path), "trainer.max_epochs=0"]
     cfg, datamodule, _ = build_run(overrides, tmp_path)
-    student = self_training._fit_student(cfg, datamodule, datamodule.train_set, None, fixmatch)
+    student = self_training._fit_student(
+        student_recipe(cfg), datamodule, datamodule.train_set, None, fixmatch
+    )
     assert type(student).__name__ == expected
     if fixmatch:
         assert student.consistency.threshold == 0.5
@@ -236,7 +238,9 @@ def test_a_blend_is_checked_and_used_as_the_mean_of_student_and_head(blend, tmp_
     choice = choice_revealing(datamodule, disagree, [1.0, 1.0])
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: student)
 
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, blend=blend)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, blend=blend
+    )
 
     student_probs = target_probabilities(student, x)[:, 0]
     np.testing.assert_allclose(result.student_probs, student_probs)  # the student's alone
@@ -268,7 +272,9 @@ def test_each_round_trains_the_given_number_of_students_and_uses_their_mean(tmp_
         return members[(len(trained) - 1) % len(members)]
 
     monkeypatch.setattr(self_training, "_fit_student", fit_student)
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, rounds=2, students=3)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, rounds=2, students=3
+    )
 
     assert len(trained) == 6  # 2 rounds of 3 students
     expected = np.mean([target_probabilities(m, x)[:, 0] for m in members], axis=0)
@@ -277,7 +283,9 @@ def test_each_round_trains_the_given_number_of_students_and_uses_their_mean(tmp_
     np.testing.assert_array_equal(result.probs[:, 0].argmax(-1), truth)
     assert result.summary["students"] == 3 and result.summary["used"] is True
     with pytest.raises(ValueError, match="students must be at least 1"):
-        self_training.self_train(cfg, datamodule, teacher, probs, choice, students=0)
+        self_training.self_train(
+            student_recipe(cfg), datamodule, teacher, probs, choice, students=0
+        )
 
 
 def test_group_balancing_weights_give_every_group_of_label_and_other_heads_the_same_total(
@@ -310,9 +318,11 @@ def test_group_balancing_weights_give_every_group_of_label_and_other_heads_the_s
         self_training, "_fit_student", lambda *args: given.append(args[-1]) or SignRule([0])
     )
     choice = choice_revealing(datamodule, (0,), [1.0, 0.5])
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice)
+    result = self_training.self_train(student_recipe(cfg), datamodule, teacher, probs, choice)
     assert given == [None] and result.summary["balance_groups"] is False
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, balance_groups=True)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, balance_groups=True
+    )
     assert given[1] is not None and len(given[1]) == result.summary["training_rows"]
     assert result.summary["groups"] == 4
 
@@ -352,7 +362,9 @@ def test_cross_fitting_predicts_each_fold_with_students_never_taught_its_pseudo_
     members = [SignRule([0]), SignRule([0], 0.5)]
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: members[len(excluded) - 1])
 
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, folds=2)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, folds=2
+    )
 
     folds = self_training.target_folds(len(x), 2)
     assert sorted(np.concatenate(folds).tolist()) == list(range(len(x)))
@@ -388,7 +400,9 @@ def test_taught_marks_the_target_rows_the_student_trained_on(tmp_path, monkeypat
     choice = choice_revealing(datamodule, (0, 1), [1.0, 0.5])
     monkeypatch.setattr(self_training, "_fit_student", lambda *_: SignRule([0]))
 
-    result = self_training.self_train(cfg, datamodule, teacher, probs, choice, keep_fraction=0.5)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, keep_fraction=0.5
+    )
 
     unlabeled = target_probabilities(teacher, datamodule.unlabeled_set.tensors["x"])[:, 0]
     kept = self_training.pseudo_label_rows(unlabeled, probs[:, 0], 0.5, [0, 1]) - len(unlabeled)
@@ -416,12 +430,14 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
         lambda *args: fitted.append((args[0], real_fit_student(*args))) or fitted[-1][1],
     )
 
-    result = self_training.self_train(cfg, datamodule, teacher, probs, None, epochs=3)
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, None, epochs=3
+    )
 
-    student_cfg, student = fitted[0]
+    recipe, student = fitted[0]
     assert student.trainer.current_epoch == 3 and result.summary["epochs"] == 3
-    optimizer = torch.optim.SGD(student.parameters(), lr=0.1)
-    assert hydra.utils.instantiate(student_cfg.method.scheduler)(optimizer).T_max == 3
+    assert student.trainer.lr_scheduler_configs[0].scheduler.T_max == 3
     assert cfg.trainer.max_epochs == 1  # the run's own config is left alone
+    assert student_recipe(cfg).trainer().max_epochs == 1  # and so are the run's settings
     with pytest.raises(ValueError, match="epochs must be at least 1"):
-        self_training.self_train(cfg, datamodule, teacher, probs, None, epochs=0)
+        self_training.self_train(student_recipe(cfg), datamodule, teacher, probs, None, epochs=0)

@@ -12,6 +12,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from hackrobust.interpret.attribution import METHODS, attribution_figure, head_attributions
 from hackrobust.query.callback import target_probabilities
+from hackrobust.utils.timing import TimedCallback
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ def pick_rows(predictions: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([np.flatnonzero(disagree), np.flatnonzero(~disagree)])[:n]
 
 
-class AttributionMaps(L.Callback):
+class AttributionMaps(TimedCallback, L.Callback):
     """Writes each head's attribution maps of `num_examples` target rows as a PNG.
 
     Rows where the heads disagree come first: they show what tells the heads apart. Drawn at the
@@ -39,6 +40,8 @@ class AttributionMaps(L.Callback):
             A second predict stage of the same trainer (the chosen head's fitting epoch,
             hackrobust/head_fitting.py) redraws its own file: the maps are of the last weights.
     """
+
+    timing_name = "attribution_maps"
 
     def __init__(
         self,
@@ -60,8 +63,11 @@ class AttributionMaps(L.Callback):
         self._drawn: tuple[int, Path] | None = None  # (the trainer's id, the file it drew)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            with self.timed():
+                self._draw_maps(trainer, pl_module)
+
+    def _draw_maps(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         datamodule = trainer.datamodule
         if getattr(datamodule, "target_set", None) is None:
             log.info("No target set on the datamodule: no attribution maps drawn")

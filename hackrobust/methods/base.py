@@ -21,6 +21,7 @@ Asking every head to fit is too strict where a wrong head drifts (mnist_sum_bis)
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import lightning as L
@@ -50,7 +51,8 @@ class BaseMethod(L.LightningModule):
     Args:
         model: a model factory (Hydra partial) called with input_shape, num_classes, num_heads.
         optimizer: an optimizer factory (Hydra partial) called with the parameters.
-        scheduler: optional LR scheduler factory called with the optimizer (stepped per epoch).
+        scheduler: optional LR scheduler factory called with the optimizer (stepped per epoch);
+            a `T_max` left None is the fit's epochs.
         num_heads: heads on the shared trunk; the head used for the CSV is `chosen_head`.
         group_names: names of the target set's groups (feature combinations), for logging.
         selection_diversity: weight of the heads' mutual information on the target inputs in
@@ -318,7 +320,14 @@ class BaseMethod(L.LightningModule):
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
-                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "scheduler": self._schedule(optimizer),
                 "interval": "epoch",
             },
         }
+
+    def _schedule(self, optimizer: torch.optim.Optimizer):
+        """The scheduler; one whose `T_max` is left null runs over this fit's epochs."""
+        factory = self.scheduler_factory
+        if getattr(factory, "keywords", {}).get("T_max", 0) is None:
+            factory = functools.partial(factory, T_max=self.trainer.max_epochs)
+        return factory(optimizer=optimizer)

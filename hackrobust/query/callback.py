@@ -27,6 +27,7 @@ from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
 from hackrobust.submission import write_atomically
+from hackrobust.utils.timing import TimedCallback
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def unchecked_choice(module: L.LightningModule, datamodule) -> dict:
     } | holdout_accuracy(probs, holdout["y"])
 
 
-class ActiveQuery(L.Callback):
+class ActiveQuery(TimedCallback, L.Callback):
     """Chooses `chosen_head` of the module from at most `budget` revealed target labels.
 
     Args:
@@ -100,6 +101,8 @@ class ActiveQuery(L.Callback):
             (default) takes the held-out accuracy for it. ATC errs low when the held-out split
             is perfect (its threshold is then the least sure held-out row).
     """
+
+    timing_name = "query"
 
     def __init__(
         self,
@@ -126,27 +129,37 @@ class ActiveQuery(L.Callback):
             kwargs["dataset_dir"] = datamodule.folder
         return self.revealer_factory(**kwargs)
 
+    def choose_again(self) -> None:
+        """Forget this fit's choice: the next prediction chooses again, on the weights it
+        predicts with, from the labels already revealed (the ledger returns them at no cost)."""
+        self.result = None
+
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.result is None:
-            datamodule = trainer.datamodule
-            probs = target_probabilities(pl_module, datamodule.target_set.tensors["x"])
-            holdout = datamodule.holdout_set.tensors
-            holdout_probs = target_probabilities(pl_module, holdout["x"])
-            result = None
-            if trainer.is_global_zero:
-                features = trunk_features(pl_module, datamodule.target_set.tensors["x"])
-                result = self._query(datamodule, probs, features)
-                result["hypotheses"] = names_of_hypotheses(
-                    pl_module, probs.shape[1], datamodule.label_values
-                )
-                result |= holdout_accuracy(holdout_probs, holdout["y"])
-                if self.atc_score is not None:
-                    # One number per held-out row of the chosen head (small), not target probs.
-                    scores = confidence(holdout_probs[:, result["head"]], self.atc_score)
-                    result["atc_score"] = self.atc_score
-                    result["holdout_scores"] = scores.tolist()  # exact: ties must stay ties
-            self.result = trainer.strategy.broadcast(result, src=0)
+            with self.timed():
+                self._choose(trainer, pl_module)
         pl_module.chosen_head.fill_(self.result["head"])
+
+    def _choose(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Every rank scores the heads; rank 0 reveals labels and chooses; all get its result."""
+        datamodule = trainer.datamodule
+        probs = target_probabilities(pl_module, datamodule.target_set.tensors["x"])
+        holdout = datamodule.holdout_set.tensors
+        holdout_probs = target_probabilities(pl_module, holdout["x"])
+        result = None
+        if trainer.is_global_zero:
+            features = trunk_features(pl_module, datamodule.target_set.tensors["x"])
+            result = self._query(datamodule, probs, features)
+            result["hypotheses"] = names_of_hypotheses(
+                pl_module, probs.shape[1], datamodule.label_values
+            )
+            result |= holdout_accuracy(holdout_probs, holdout["y"])
+            if self.atc_score is not None:
+                # One number per held-out row of the chosen head (small), not target probs.
+                scores = confidence(holdout_probs[:, result["head"]], self.atc_score)
+                result["atc_score"] = self.atc_score
+                result["holdout_scores"] = scores.tolist()  # exact: ties must stay ties
+        self.result = trainer.strategy.broadcast(result, src=0)
 
     def _query(self, datamodule, probs: np.ndarray, features: np.ndarray) -> dict:
         revealer = self._revealer(datamodule)
