@@ -20,7 +20,7 @@ def instantiate_named(cfg: DictConfig | None) -> dict:
     built = {}
     for name, entry in cfg.items():
         if isinstance(entry, DictConfig) and "_target_" in entry:
-            log.info("Instantiating %s <%s>", name, entry._target_)
+            log.debug("Instantiating %s <%s>", name, entry._target_)
             built[name] = hydra.utils.instantiate(entry)
     return built
 

@@ -155,7 +155,7 @@ def pretrain_trunk(
     loader = DataLoader(
         TensorDict(x=inputs), batch_size=batch_size, shuffle=True, collate_fn=pass_through
     )
-    trainer = side_trainer(new_trainer, max_epochs=epochs)
+    trainer = side_trainer(new_trainer, name="pretrain", max_epochs=epochs)
     trainer.fit(autoencoder, train_dataloaders=loader)
     for trunk in trunks[1:]:
         trunk.load_state_dict(trunks[0].state_dict())

@@ -372,5 +372,5 @@ def _fit_student(
     student_data.with_unlabeled = student.uses_unlabeled
     student_data.unlabeled_with_target = True
     student_data.unlabeled_batch_size = unlabeled_batch_size or datamodule.unlabeled_batch_size
-    side_trainer(recipe.trainer).fit(student, datamodule=student_data)
+    side_trainer(recipe.trainer, name="student").fit(student, datamodule=student_data)
     return student

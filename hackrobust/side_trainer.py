@@ -6,14 +6,18 @@ from collections.abc import Callable
 
 import lightning as L
 
+from hackrobust.utils.console import EpochProgress
 
-def side_trainer(new_trainer: Callable[..., L.Trainer], **overrides) -> L.Trainer:
+
+def side_trainer(
+    new_trainer: Callable[..., L.Trainer], name: str = "side fit", **overrides
+) -> L.Trainer:
     """A Trainer from `new_trainer` (the run's settings: device, precision, epochs...) without
-    loggers, callbacks, checkpoints or validation: the main run logs and selects; this stage
-    only trains."""
+    loggers, checkpoints or validation: the main run logs and selects; this stage only trains.
+    Its one callback logs each epoch's losses under `name`."""
     options = dict(
         logger=False,
-        callbacks=[],
+        callbacks=[EpochProgress(name)],
         enable_checkpointing=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,

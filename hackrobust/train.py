@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hackrobust import dashboards
@@ -24,6 +25,12 @@ from hackrobust.config import CONFIG_DIR, print_config
 from hackrobust.instantiate import instantiate_entries, instantiate_named
 from hackrobust.stages import Run, run_stages
 from hackrobust.submission import SubmissionExistsError
+from hackrobust.utils.console import (
+    EpochProgress,
+    announce,
+    print_header,
+    quiet_third_parties,
+)
 from hackrobust.utils.timing import timings_line
 
 log = logging.getLogger(__name__)
@@ -77,7 +84,8 @@ def build_run(cfg: DictConfig) -> Run:
         callbacks["query"] = hydra.utils.instantiate(cfg.query.callback)
     new_trainer = hydra.utils.instantiate(cfg.trainer, _partial_=True)
     trainer = new_trainer(
-        callbacks=list(callbacks.values()), logger=instantiate_entries(cfg.get("logger"))
+        callbacks=[*callbacks.values(), EpochProgress("fit")],
+        logger=instantiate_entries(cfg.get("logger")),
     )
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -89,7 +97,7 @@ def build_run(cfg: DictConfig) -> Run:
 def finish(run: Run) -> None:
     """The per-stage seconds join the metrics; rank 0 writes them to `metrics.json`."""
     run.metrics |= {f"timings/{name}": seconds for name, seconds in run.timings.items()}
-    log.info(timings_line(run.timings))
+    announce(log, timings_line(run.timings))
     if run.is_global_zero:
         Path(run.output_dir, "metrics.json").write_text(
             json.dumps(run.metrics, indent=2, sort_keys=True) + "\n"
@@ -98,7 +106,10 @@ def finish(run: Run) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    print_config(cfg)
+    quiet_third_parties()
+    print_header(HydraConfig.get().runtime.choices, cfg.paths.output_dir)
+    if cfg.get("print_config"):
+        print_config(cfg)
     metrics, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:

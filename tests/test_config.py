@@ -72,7 +72,9 @@ def _cli(args, cwd, env):
 
 
 def test_cli_runs_print_the_config_and_never_share_a_directory(tmp_path):
-    """Two runs started together: each prints its config and writes its own run directory."""
+    """Two runs started together, piped: each prints a header naming its options and its
+    exact output folder, the config when asked, no Lightning chatter, the paths it wrote, and
+    writes its own run directory."""
     env = os.environ | {"HACKROBUST_LOG_DIR": str(tmp_path / "logs")}
     args = [
         "experiment=quickstart",
@@ -81,16 +83,23 @@ def test_cli_runs_print_the_config_and_never_share_a_directory(tmp_path):
         "dataset.generator.n_unlabeled=60",
         "dataset.generator.n_target=30",
     ]
-    procs = [_cli(args, tmp_path, env) for _ in range(2)]
+    procs = [_cli([*args, f"print_config={i == 0}"], tmp_path, env) for i in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for proc, out in zip(procs, outputs, strict=True):
+    for i, (proc, out) in enumerate(zip(procs, outputs, strict=True)):
         assert proc.returncode == 0, out
-        assert "_target_: hackrobust.methods.ERM" in out  # the resolved config is printed
+        # the resolved config is printed when asked only
+        assert ("_target_: hackrobust.methods.ERM" in out) == (i == 0)
+        assert "experiment=quickstart dataset=mnist_cc method=erm" in out.splitlines()[0]
+        for chatter in ("GPU available", "TPU available", "Tip:", "LeafSpec"):
+            assert chatter not in out
     run_dirs = sorted((tmp_path / "logs" / "runs").iterdir())
     assert len(run_dirs) == 2
     for run_dir in run_dirs:
         assert len((run_dir / "submission.csv").read_text().splitlines()) == 30
         assert (run_dir / ".hydra" / "config.yaml").exists()
+        out = next(o for o in outputs if f"output: {run_dir}\n" in o)  # the exact folder
+        assert f"to {run_dir / 'submission.csv'}\n" in out  # the exact CSV path
+        assert "Seconds per stage: setup" in (run_dir / "train.log").read_text()
 
 
 def test_cli_offline_mnist_error_names_the_directory_and_the_alternative(tmp_path):

@@ -12,6 +12,7 @@ from hackrobust.data.datamodule import HackathonDataModule
 from hackrobust.query.callback import unchecked_choice
 from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.stages.run import Run
+from hackrobust.utils.console import announce
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ class Report:
         report |= run.report_sections
         report["timings"] = {name: round(s, 3) for name, s in run.timings.items()}
         write_report(report, self.path, self.overwrite)
-        print(summary_line(report))  # the verdict, on the console whatever the logging
+        log.info("Report written to %s", self.path)
+        announce(log, summary_line(report))  # the verdict, in the log and on the console
         dashboards.log_report(run.trainer.loggers, report)
         return run
 
