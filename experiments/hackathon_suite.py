@@ -281,12 +281,20 @@ ONLY_ON = {
 RESULTS = Path(__file__).parent / "results"
 
 
+def selected_by(method: str) -> list[str]:
+    """What a --methods name stands for: an experiment config (`experiment/NAME`), a VARIANTS
+    entry, or a method config."""
+    if method.startswith("experiment/"):
+        return [f"experiment={method.removeprefix('experiment/')}"]
+    return VARIANTS.get(method, [f"method={method}"])
+
+
 def overrides_for(
     method: str, dataset: str, seed: int, extra: list[str], offline: bool
 ) -> list[str]:
     """The `hackrobust.train` overrides of one run of the suite."""
     study = Path(sys.argv[0]).stem  # W&B groups the runs of one study (with logger=wandb)
-    selects = VARIANTS.get(method, [f"method={method}"])
+    selects = selected_by(method)
     overrides = [*selects, f"dataset={dataset}", f"seed={seed}", f"study={study}", *extra]
     if method not in SINGLE_HEAD | CEILINGS:
         overrides.append("query=oracle")
@@ -298,7 +306,7 @@ def overrides_for(
 def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir: Path) -> dict:
     """One training run; returns its metrics, report and the overrides that made it."""
     overrides = overrides_for(method, dataset, seed, args.extra, args.offline)
-    run_dir = log_dir / f"{dataset}-{method}-{seed}"
+    run_dir = log_dir / f"{dataset}-{method.replace('/', '-')}-{seed}"
     command = [sys.executable, "-m", "hackrobust.train", *overrides, f"hydra.run.dir={run_dir}"]
     start = time.time()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

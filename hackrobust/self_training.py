@@ -187,14 +187,56 @@ def _agreement(predicted: np.ndarray, revealed: dict[int, int]) -> float | None:
     return float(np.mean([predicted[d] == y for d, y in revealed.items()]))
 
 
-def check_settings(rounds: int = 1, students: int = 1, epochs: int | None = None) -> None:
-    """Refuse settings `self_train` cannot run with, before any training."""
-    if rounds < 1:
-        raise ValueError(f"self_training.rounds must be at least 1, got {rounds}")
-    if students < 1:
-        raise ValueError(f"self_training.students must be at least 1, got {students}")
-    if epochs is not None and epochs < 1:
-        raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
+@dataclass(frozen=True)
+class SelfTrainingSettings:
+    """How `self_train` trains its students; refused at once when it cannot run.
+
+    keep_fraction: per predicted class, the share of its most confident rows pseudo-labeled.
+    rounds: rounds of students in turn, each on the previous round's pseudo-labels.
+    fixmatch: FixMatch's arguments and the student's `unlabeled_batch_size`, to add its
+        consistency term on the unlabeled and target inputs; None trains the student like ERM.
+    blend: use the mean of the last student's and the chosen head's probabilities (checked
+        and reported in the student's place) instead of the student's alone.
+    students: each round trains this many students on the same pseudo-labels, one after the
+        other (each from its own random state); "the student" is their ensemble (mean).
+    balance_groups: the students draw their training rows so that every group (the row's
+        label and the teacher's other heads' predictions) weighs the same
+        (`group_balancing_weights`).
+    folds: cross-fitting. The target rows are split into this many folds, and each fold's
+        students train without that fold's pseudo-labels and predict it; so no target row is
+        predicted by a student taught the head's label for it (which it would repeat, wrong or
+        right). Each round then trains `folds` x `students` students.
+    epochs: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule over the
+        fit's epochs (the cosine one) follows them.
+    """
+
+    keep_fraction: float = 0.8
+    rounds: int = 1
+    fixmatch: dict | None = None
+    blend: bool = False
+    students: int = 1
+    balance_groups: bool = False
+    folds: int = 1
+    epochs: int | None = None
+
+    def __post_init__(self):
+        if self.rounds < 1:
+            raise ValueError(f"self_training.rounds must be at least 1, got {self.rounds}")
+        if self.students < 1:
+            raise ValueError(f"self_training.students must be at least 1, got {self.students}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(
+                f"self_training.epochs must be at least 1 (or null), got {self.epochs}"
+            )
+
+    def summary(self) -> dict:
+        """The settings as the report shows them."""
+        fixmatch = None if self.fixmatch is None else dict(self.fixmatch)
+        return dict(
+            rounds=self.rounds, keep_fraction=self.keep_fraction, fixmatch=fixmatch,
+            blend=self.blend, students=self.students, folds=self.folds, epochs=self.epochs,
+            balance_groups=self.balance_groups,
+        )  # fmt: skip
 
 
 def self_train(
@@ -203,61 +245,78 @@ def self_train(
     teacher: L.LightningModule,
     probs: np.ndarray,
     choice: dict | None,
-    keep_fraction: float = 0.8,
-    rounds: int = 1,
     trunk_state: dict | None = None,
-    fixmatch: dict | None = None,
-    blend: bool = False,
-    students: int = 1,
-    balance_groups: bool = False,
-    folds: int = 1,
-    epochs: int | None = None,
+    **settings,
 ) -> SelfTrainingResult:
-    """Train `rounds` rounds of students in turn, each on the previous round's pseudo-labels.
+    """Train students on the chosen head's pseudo-labels (`SelfTrainingSettings`: `settings`).
 
     `choice` is the active query's result (None without a query). If the student passes its
     checks, the result's probabilities and choice are the student's in the chosen head's place
     (its held-out accuracy and confidences too); otherwise they are the ones given.
     `trunk_state`: the pretrained trunk's weights (`pretrain=...`), which each student starts from.
-    `fixmatch`: FixMatch's arguments and the student's `unlabeled_batch_size`, to add its
-    consistency term on the unlabeled and target inputs; None trains the student like ERM.
-    `blend`: use the mean of the last student's and the chosen head's probabilities (checked
-    and reported in the student's place) instead of the student's alone.
-    `students`: each round trains this many students on the same pseudo-labels, one after the
-    other (so each starts from its own random state); "the student" is then their ensemble,
-    the mean of their probabilities.
-    `balance_groups`: the students draw their training rows so that every group (the row's
-    label and the teacher's other heads' predictions) weighs the same
-    (`group_balancing_weights`).
-    `folds`: cross-fitting. The target rows are split into this many folds, and each fold's
-    students train without that fold's pseudo-labels and predict it; so no target row is
-    predicted by a student that was taught the head's label for it (which it would repeat,
-    wrong or right). Each round then trains `folds` x `students` students.
-    `epochs`: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule over
-    the fit's epochs (the cosine one) follows them.
     """
-    check_settings(rounds, students, epochs)
-    if epochs is not None:
-        student = student.with_epochs(epochs)
+    options = SelfTrainingSettings(**settings)
+    if options.epochs is not None:
+        student = student.with_epochs(options.epochs)
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
         for q in (choice or {}).get("queries", [])
     }
-    target_x, unlabeled_x = (
-        datamodule.target_set.tensors["x"],
-        datamodule.unlabeled_set.tensors["x"],
-    )
-    holdout_x, holdout_y = datamodule.holdout_set.tensors["x"], datamodule.holdout_set.tensors["y"]
     teacher_target = probs[:, head]
+    trained = _train_rounds(
+        student, datamodule, teacher, head, teacher_target, sorted(revealed), trunk_state, options
+    )
+    holdout_x = datamodule.holdout_set.tensors["x"]
+    teacher_holdout = target_probabilities(teacher, holdout_x)[:, head]
+    used_target, used_holdout = trained.target, _mean_probabilities(trained.ensemble, holdout_x)
+    if options.blend:
+        used_target = (used_target + teacher_target) / 2
+        used_holdout = (used_holdout + teacher_holdout) / 2
+    summary = options.summary() | _summary(
+        trained, datamodule, revealed, (used_target, used_holdout),
+        (teacher_target, teacher_holdout), options.balance_groups,
+    )  # fmt: skip
+    result = SelfTrainingResult(
+        probs, choice, summary, trained.target, teacher_target, trained.taught
+    )
+    rejected = _rejection(summary)
+    if rejected:
+        log.warning("Self-training: kept the chosen head; the student %s", rejected)
+        result.summary |= {"used": False, "rejected_because": rejected}
+        return result
+    result.summary["used"] = True
+    result.probs = probs.copy()
+    result.probs[:, head] = used_target
+    if choice is not None:
+        result.choice = _student_choice(choice, head, summary["holdout_accuracy"], used_holdout)
+    return result
+
+
+@dataclass
+class _Rounds:
+    """What the rounds of students leave: the last round's."""
+
+    target: np.ndarray  # (N_target, classes): its students' probabilities (mean)
+    ensemble: list[L.LightningModule]  # its students
+    fold_rows: list[int]  # per fold: each student's training rows
+    fold_groups: list[int | None]  # per fold: the groups (balance_groups)
+    taught: np.ndarray  # (N_target,) bool: the row's students trained on its pseudo-label
+
+
+def _train_rounds(
+    recipe, datamodule, teacher, head, teacher_target, revealed, trunk_state, options
+) -> _Rounds:
+    """Train `options.rounds` rounds of students, each on the previous round's pseudo-labels."""
+    keep_fraction, fixmatch, folds = options.keep_fraction, options.fixmatch, options.folds
+    target_x = datamodule.target_set.tensors["x"]
+    unlabeled_x = datamodule.unlabeled_set.tensors["x"]
     current_target = teacher_target
     current_unlabeled = target_probabilities(teacher, unlabeled_x)[:, head]
-    folded = target_folds(len(target_x), folds)
     taught = np.zeros(len(target_x), dtype=bool)
-    for round_ in range(rounds):
-        next_target, ensemble = np.empty_like(current_target), []
-        fold_rows, fold_groups = [], []  # per fold: training rows, groups (balance_groups)
-        for predicted in folded:
+    for round_ in range(options.rounds):
+        next_target, ensemble, fold_rows, fold_groups = np.empty_like(current_target), [], [], []
+        for predicted in target_folds(len(target_x), folds):
             held_out = predicted.tolist() if folds > 1 else []
             excluded = sorted({*revealed, *held_out})
             kept = pseudo_label_rows(current_unlabeled, current_target, keep_fraction, excluded)
@@ -265,72 +324,64 @@ def self_train(
             taught[predicted] = np.isin(predicted + len(current_unlabeled), kept)
             weights, groups = (
                 group_balancing_weights(teacher, head, train_set)
-                if balance_groups
+                if options.balance_groups
                 else (None, None)
             )
             fold_rows.append(len(train_set))
             fold_groups.append(groups)
             fold_students = [
-                _fit_student(student, datamodule, train_set, trunk_state, fixmatch, weights)
-                for _ in range(students)
+                _fit_student(recipe, datamodule, train_set, trunk_state, fixmatch, weights)
+                for _ in range(options.students)
             ]
             next_target[predicted] = _mean_probabilities(fold_students, target_x[predicted])
             ensemble += fold_students
         current_target = next_target
         current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
         log.info("Self-training round %d: %s training rows", round_ + 1, fold_rows)
+    return _Rounds(current_target, ensemble, fold_rows, fold_groups, taught)
 
-    student_target = current_target
-    teacher_holdout = target_probabilities(teacher, holdout_x)[:, head]
-    used_target, used_holdout = student_target, _mean_probabilities(ensemble, holdout_x)
-    if blend:
-        used_target = (used_target + teacher_target) / 2
-        used_holdout = (used_holdout + teacher_holdout) / 2
-    training_rows = round(float(np.mean(fold_rows)))  # per student of the last round
-    summary = {
-        "rounds": rounds,
-        "keep_fraction": keep_fraction,
-        "fixmatch": None if fixmatch is None else dict(fixmatch),
-        "blend": blend,
-        "students": students,
-        "folds": folds,
-        "epochs": epochs,
-        "balance_groups": balance_groups,
-        # The last round's; with folds, the mean over the folds, and each fold's beside it.
-        **({"groups": round(float(np.mean(fold_groups)))} if balance_groups else {}),
+
+def _summary(trained: _Rounds, datamodule, revealed, used, teacher, balance_groups) -> dict:
+    """For the report: the last round's rows and groups (with folds, the mean over the folds
+    and each fold's beside it), and the used probabilities' agreement with what is known,
+    beside the chosen head's. `used` and `teacher`: (target, held-out) probabilities."""
+    holdout_y = datamodule.holdout_set.tensors["y"].numpy()
+    training_rows = round(float(np.mean(trained.fold_rows)))  # per student of the last round
+    folded = len(trained.fold_rows) > 1
+    groups = trained.fold_groups
+    return {
+        **({"groups": round(float(np.mean(groups)))} if balance_groups else {}),
         "training_rows": training_rows,
         "pseudo_labeled_rows": training_rows - len(datamodule.train_set),
-        **({"training_rows_per_fold": fold_rows} if folds > 1 else {}),
-        **({"groups_per_fold": fold_groups} if folds > 1 and balance_groups else {}),
-        "taught_target_rows": int(taught.sum()),
-        "agreement_with_chosen_head": _share(used_target.argmax(-1), teacher_target.argmax(-1)),
-        "holdout_accuracy": _share(used_holdout.argmax(-1), holdout_y.numpy()),
-        "chosen_head_holdout_accuracy": _share(teacher_holdout.argmax(-1), holdout_y.numpy()),
-        "revealed_agreement": _agreement(used_target.argmax(-1), revealed),
-        "chosen_head_revealed_agreement": _agreement(teacher_target.argmax(-1), revealed),
+        **({"training_rows_per_fold": trained.fold_rows} if folded else {}),
+        **({"groups_per_fold": groups} if folded and balance_groups else {}),
+        "taught_target_rows": int(trained.taught.sum()),
+        "agreement_with_chosen_head": _share(used[0].argmax(-1), teacher[0].argmax(-1)),
+        "holdout_accuracy": _share(used[1].argmax(-1), holdout_y),
+        "chosen_head_holdout_accuracy": _share(teacher[1].argmax(-1), holdout_y),
+        "revealed_agreement": _agreement(used[0].argmax(-1), revealed),
+        "chosen_head_revealed_agreement": _agreement(teacher[0].argmax(-1), revealed),
     }
-    # The student must do at least as well as the head on what is known: the revealed labels
-    # (it never trained on them) and the held-out labeled split.
-    rejected = None
-    if (summary["revealed_agreement"] or 0) < (summary["chosen_head_revealed_agreement"] or 0):
-        rejected = "contradicts a revealed label the chosen head got right"
-    elif summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
-        rejected = "is less accurate than the chosen head on the held-out split"
-    if rejected:
-        log.warning("Self-training: kept the chosen head; the student %s", rejected)
-        summary |= {"used": False, "rejected_because": rejected}
-        return SelfTrainingResult(probs, choice, summary, student_target, teacher_target, taught)
 
-    probs = probs.copy()
-    probs[:, head] = used_target
-    if choice is not None:
-        choice = copy.deepcopy(choice)
-        choice["holdout_accuracy"][head] = summary["holdout_accuracy"]
-        if "holdout_scores" in choice:
-            choice["holdout_scores"] = confidence(used_holdout, choice["atc_score"]).tolist()
-    return SelfTrainingResult(
-        probs, choice, summary | {"used": True}, student_target, teacher_target, taught
-    )
+
+def _rejection(summary: dict) -> str | None:
+    """Why the student may not replace the head, if it may not: it must do at least as well
+    on what is known, the revealed labels (it never trained on them) and the held-out split."""
+    if (summary["revealed_agreement"] or 0) < (summary["chosen_head_revealed_agreement"] or 0):
+        return "contradicts a revealed label the chosen head got right"
+    if summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
+        return "is less accurate than the chosen head on the held-out split"
+    return None
+
+
+def _student_choice(choice: dict, head: int, holdout_accuracy: float, used_holdout) -> dict:
+    """A copy of the query's `choice` with the student's held-out accuracy (and confidences)
+    in the chosen head's place."""
+    choice = copy.deepcopy(choice)
+    choice["holdout_accuracy"][head] = holdout_accuracy
+    if "holdout_scores" in choice:
+        choice["holdout_scores"] = confidence(used_holdout, choice["atc_score"]).tolist()
+    return choice
 
 
 def _mean_probabilities(models: list[L.LightningModule], x: torch.Tensor) -> np.ndarray:

@@ -46,6 +46,18 @@ def test_auto_cnn_hidden_sets_the_features_the_heads_read():
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 2, 2)
 
 
+def test_channels_last_cnn_computes_the_same_function_in_nhwc_memory():
+    torch.manual_seed(0)
+    plain = auto((1, 28, 28), num_classes=2, num_heads=2, cnn_blocks=3)
+    fast = auto((1, 28, 28), num_classes=2, num_heads=2, cnn_blocks=3, channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    x = torch.randn(8, 1, 28, 28)
+    plain.eval(), fast.eval()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+
+
 def test_auto_picks_by_input_shape():
     assert isinstance(auto((64,), 2).trunk[0], torch.nn.Flatten)
     assert isinstance(auto((1, 28, 56), 2).trunk[0][0], torch.nn.Conv2d)

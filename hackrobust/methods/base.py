@@ -92,23 +92,27 @@ class BaseMethod(L.LightningModule):
         self.group_names = group_names
         # The head the submission uses; a buffer so checkpoints carry it.
         self.register_buffer("chosen_head", torch.tensor(0))
+        self.selection_diversity = selection_diversity
+        self.fit_tolerance = fit_tolerance
+        self.best_heldout_accuracy: torch.Tensor | None = None
+        self._build_metrics(num_classes, num_heads)
+
+    def _build_metrics(self, num_classes: int, num_heads: int) -> None:
+        """One metric instance per stage and head: accuracies, the target's per-group accuracy
+        and feature agreement, the held-out loss and the heads' mutual information."""
 
         def accuracies() -> nn.ModuleList:
             return nn.ModuleList(
                 MulticlassAccuracy(num_classes, average="micro") for _ in range(num_heads)
             )
 
+        stages = ("train", "val", "target")
         # Keyed "<stage>_acc": a ModuleDict key may not shadow nn.Module.train.
-        self.accuracy = nn.ModuleDict(
-            {f"{s}_acc": accuracies() for s in ("train", "val", "target")}
-        )
+        self.accuracy = nn.ModuleDict({f"{s}_acc": accuracies() for s in stages})
         # The chosen hypothesis's accuracy when it is no head (a rule built from them, chosen
         # after fit: DivDis's class-pair switches).
         self.rule_accuracy = nn.ModuleDict(
-            {
-                f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
-                for s in ("train", "val", "target")
-            }
+            {f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages}
         )
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
@@ -121,12 +125,9 @@ class BaseMethod(L.LightningModule):
             FeatureAgreement(num_classes, n_features)
             for _ in range(num_heads if combinations else 0)
         )
-        self.selection_diversity = selection_diversity
         self.heldout_loss = MeanMetric()
         # Each head's held-out accuracy, apart from the logged one, and the best of each so far.
         self.heldout_accuracy = accuracies()
-        self.fit_tolerance = fit_tolerance
-        self.best_heldout_accuracy: torch.Tensor | None = None
         self.target_mutual_information = (
             HeadMutualInformation(num_heads, num_classes) if num_heads > 1 else None
         )

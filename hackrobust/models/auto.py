@@ -18,12 +18,15 @@ def auto(
     cnn_blocks: int = 2,
     cnn_hidden: int = 128,
     symmetry: str | None = None,
+    channels_last: bool = False,
 ) -> MultiHeadClassifier:
     """`cnn_width`: the small CNN's first-block channels (its cost grows with the square).
 
     `cnn_blocks`: its conv blocks; with 3 it pools to a 3x3 grid (what is left of 28x28).
 
     `cnn_hidden`: the width of its hidden layer, the features every head reads.
+
+    `channels_last`: the small CNN's memory layout (see `small_cnn`).
 
     `symmetry`: make the trunk invariant to it (see `hackrobust.models.invariance`).
     """
@@ -39,6 +42,7 @@ def auto(
             hidden=cnn_hidden,
             blocks=cnn_blocks,
             pool=pool,
+            channels_last=channels_last,
         )
     else:
         raise ValueError(

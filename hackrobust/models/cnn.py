@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
+import torch
 from torch import nn
 
 from hackrobust.models.classifier import MultiHeadClassifier
@@ -31,6 +32,7 @@ def small_cnn(
     pool: Sequence[int] = (4, 4),
     dropout: float = 0.0,
     blocks: int = 2,
+    channels_last: bool = False,
 ) -> MultiHeadClassifier:
     """`blocks` conv blocks (channels `width`, doubling each block; each halves the image),
     adaptive pooling to a `pool` grid, one hidden layer.
@@ -38,6 +40,9 @@ def small_cnn(
     Pooling to a grid (not to 1x1) keeps *where* things are: on a two-digit image the heads must
     be able to tell the left digit from the right one. A third block (with `pool` 3x3, what is
     left of 28x28) reads overlaid digits better (mnist_sum_bis; see `model=auto`'s `cnn_blocks`).
+
+    `channels_last`: keep the conv weights and activations in NHWC order, which oneDNN's CPU
+    convolutions (and CUDA's tensor cores) run faster; the results are the same up to rounding.
     """
     if len(input_shape) != 3:
         raise ValueError(f"small_cnn takes images (C, H, W), got input shape {tuple(input_shape)}")
@@ -57,4 +62,12 @@ def small_cnn(
         nn.ReLU(inplace=True),
         nn.Dropout(dropout),
     )
+    if channels_last:  # the same modules and weights' names: checkpoints load either way
+        trunk = trunk.to(memory_format=torch.channels_last)
+        trunk.register_forward_pre_hook(_channels_last_input)
     return MultiHeadClassifier(trunk, hidden, num_classes, num_heads)
+
+
+def _channels_last_input(module: nn.Module, args: tuple) -> tuple:
+    """Images (B, C, H, W) laid out channels-last in memory; same shape, same values."""
+    return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])

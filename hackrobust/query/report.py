@@ -49,6 +49,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +113,136 @@ def atc_accuracy(
     return t, float(np.mean(scores > t) + weight * np.mean(scores == t))
 
 
+@dataclass
+class _Evidence:
+    """What the report's estimate reads: the heads' labels, the revealed ones, the held-out
+    accuracy of the chosen head (with its 90% Wilson interval) and how to split it into where
+    the heads agree and where not (`regions`)."""
+
+    head: int
+    predicted: np.ndarray  # (N, H) label values
+    revealed: dict  # datum_id: label value
+    agreement: list  # each head's share of revealed labels matched (None: none revealed)
+    agrees: np.ndarray  # (N,) every head predicts the same
+    accuracy: tuple[float, float, float]  # held-out: (low, point, high)
+    regions: Callable[[float], tuple[float, float]]
+    posterior: float
+
+    @property
+    def agree(self) -> float:
+        return float(self.agrees.mean())
+
+
+def _evidence(choice: dict, probs, holdout_accuracy, holdout_size, label_values):
+    head = choice["head"]
+    predicted = label_values[probs.argmax(-1)]  # (N, H)
+    revealed = {q["datum_id"]: q["label"] for q in choice["queries"]}
+    agreement = [
+        float(np.mean([predicted[d, h] == y for d, y in revealed.items()])) if revealed else None
+        for h in range(probs.shape[1])
+    ]
+    a = holdout_accuracy[head]
+    low_a, high_a = wilson(a * holdout_size, holdout_size)
+    agrees = (predicted == predicted[:, :1]).all(axis=1)
+    regions, atc, source = _regions(choice, probs[:, head], a, agrees)
+    evidence = _Evidence(
+        head, predicted, revealed, agreement, agrees, (low_a, a, high_a), regions,
+        choice["posterior"][head],
+    )  # fmt: skip
+    return evidence, atc, source
+
+
+def _regions(choice: dict, head_probs: np.ndarray, a: float, agrees: np.ndarray):
+    """(regions, ATC fields, source): the chosen head's estimated accuracy where the heads
+    agree and where not, from a held-out accuracy: by ATC with the held-out confidences, else
+    that accuracy in both."""
+    holdout_scores = choice.get("holdout_scores")
+    if not holdout_scores:
+        return (lambda acc: (acc, acc)), {}, "held-out accuracy"
+    kind = choice.get("atc_score", ATC_SCORE)
+    scores = confidence(head_probs, kind)
+
+    def regions(acc: float) -> tuple[float, float]:
+        return tuple(
+            atc_accuracy(holdout_scores, acc, scores[rows])[1] if rows.any() else acc
+            for rows in (agrees, ~agrees)
+        )
+
+    threshold, overall = atc_accuracy(holdout_scores, a, scores)
+    atc = {
+        "atc_score": kind,
+        "atc_threshold": round(threshold, 6),
+        "atc_target_accuracy": round(overall, 4),
+    }
+    return regions, atc, "ATC (held-out confidence threshold) on the target set"
+
+
+def _decided_estimate(e: _Evidence, source: str):
+    """Heads told apart and the chosen one never contradicted: held-out-like where the heads
+    agree; where not, right as often if it is the true head, capped by the revealed rows."""
+    asked = [e.predicted[d, e.head] == y for d, y in e.revealed.items() if not e.agrees[d]]
+    cap = float(stats.beta(1 + sum(asked), 1 + len(asked) - sum(asked)).ppf(0.95))
+
+    def estimate(acc: float) -> float:
+        a_agree, a_dis = e.regions(acc)
+        disagreement = min(cap, e.posterior * a_dis + (1 - e.posterior) * (1 - a_dis))
+        return e.agree * a_agree + (1 - e.agree) * disagreement
+
+    low, point, high = (estimate(acc) for acc in e.accuracy)
+    basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
+    return point, (min(point, low, high), max(point, low, high)), basis
+
+
+def _contradicted_estimate(e: _Evidence, source: str):
+    """The chosen head contradicts a revealed label: the revealed rows sample the region where
+    the heads disagree, so they score it there directly."""
+    right = round(e.agreement[e.head] * len(e.revealed))
+    beta = stats.beta(1 + right, 1 + len(e.revealed) - right)
+    lows, points, highs = (e.regions(acc)[0] for acc in e.accuracy)
+    point = e.agree * points + (1 - e.agree) * float(beta.mean())
+    interval = (
+        min(point, e.agree * lows + (1 - e.agree) * float(beta.ppf(0.05))),
+        max(point, e.agree * highs + (1 - e.agree) * float(beta.ppf(0.95))),
+    )
+    basis = (
+        "the chosen head contradicts a revealed label: its accuracy where the heads disagree"
+        f" is estimated from the revealed labels ({source} where they agree)"
+    )
+    return point, interval, basis
+
+
+def _revealed_only_estimate(e: _Evidence, heads: int):
+    """One head, or heads the revealed labels did not tell apart: the revealed labels are a
+    small sample of the target, scored with a Beta(1 + right, 1 + wrong) posterior."""
+    right = sum(e.predicted[d, e.head] == y for d, y in e.revealed.items())
+    beta = stats.beta(1 + right, 1 + len(e.revealed) - right)
+    if not e.revealed:
+        basis = (
+            "no target label revealed (query=none): nothing tells which rule the model "
+            "learnt, whatever its held-out accuracy (query=api or query=oracle checks it)"
+        )
+    elif heads == 1:
+        basis = "revealed labels only (one head)"
+    else:
+        basis = (
+            "revealed labels only: they did not decide between the heads (posterior "
+            f"{e.posterior:.3f} < {DECIDED})"
+        )
+    return float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95))), basis
+
+
+def _class_balance(head_probs: np.ndarray, class_prior, classes: int) -> tuple[float, dict]:
+    """The accuracy the chosen head's predicted class shares allow (module docstring), and
+    the report's fields on it."""
+    shares = np.bincount(head_probs.argmax(-1), minlength=classes) / len(head_probs)
+    bound = 1 - 0.5 * float(np.abs(shares - np.asarray(class_prior, float)).sum())
+    return bound, {
+        "predicted_shares": shares.round(4).tolist(),
+        "labeled_shares": np.round(class_prior, 4).tolist(),
+        "accuracy_bound": round(bound, 4),
+    }
+
+
 def build_report(
     choice: dict,
     probs: np.ndarray,
@@ -127,122 +259,40 @@ def build_report(
     `class_prior` (each class's share, in `label_values` order) caps the estimate at the
     accuracy the chosen head's predicted class shares allow (module docstring); None: no cap.
     """
-    head = choice["head"]
-    predicted = label_values[probs.argmax(-1)]  # (N, H)
-    revealed = {q["datum_id"]: q["label"] for q in choice["queries"]}
-    agreement = [
-        float(np.mean([predicted[d, h] == y for d, y in revealed.items()])) if revealed else None
-        for h in range(probs.shape[1])
-    ]
-    a = holdout_accuracy[head]
-    agrees = (predicted == predicted[:, :1]).all(axis=1)  # (N,) every head predicts the same
-    agree = float(agrees.mean())
-    low_a, high_a = wilson(a * holdout_size, holdout_size)
-    holdout_scores = choice.get("holdout_scores")
-    atc: dict = {}
-    if holdout_scores:
-        scores = confidence(probs[:, head], choice.get("atc_score", ATC_SCORE))
-
-        def regions(acc: float) -> tuple[float, float]:
-            """The chosen head's estimated accuracy where the heads agree, and where not."""
-            return tuple(
-                atc_accuracy(holdout_scores, acc, scores[rows])[1] if rows.any() else acc
-                for rows in (agrees, ~agrees)
-            )
-
-        threshold, overall = atc_accuracy(holdout_scores, a, scores)
-        atc = {
-            "atc_score": choice.get("atc_score", ATC_SCORE),
-            "atc_threshold": round(threshold, 6),
-            "atc_target_accuracy": round(overall, 4),
-        }
-        source = "ATC (held-out confidence threshold) on the target set"
-    else:
-
-        def regions(acc: float) -> tuple[float, float]:
-            return acc, acc
-
-        source = "held-out accuracy"
+    e, atc, source = _evidence(choice, probs, holdout_accuracy, holdout_size, label_values)
     # One revealed label against the chosen head means no head is the true rule everywhere.
-    consistent = not revealed or agreement[head] == 1.0
-    decided = choice["posterior"][head] >= DECIDED
-    if probs.shape[1] > 1 and consistent and decided:
-        p_right = choice["posterior"][head]
-        # The revealed rows where the heads disagree bound the head's accuracy there.
-        asked = [predicted[d, head] == y for d, y in revealed.items() if not agrees[d]]
-        cap = float(stats.beta(1 + sum(asked), 1 + len(asked) - sum(asked)).ppf(0.95))
-
-        def estimate(acc: float) -> float:
-            a_agree, a_dis = regions(acc)
-            disagreement = min(cap, p_right * a_dis + (1 - p_right) * (1 - a_dis))
-            return agree * a_agree + (1 - agree) * disagreement
-
-        point, ends = estimate(a), (estimate(low_a), estimate(high_a))
-        interval = (min(point, *ends), max(point, *ends))
-        basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
-    elif probs.shape[1] > 1 and decided:  # and not consistent
-        # The revealed rows sample the disagreement region: score the head there directly.
-        right = round(agreement[head] * len(revealed))
-        beta = stats.beta(1 + right, 1 + len(revealed) - right)
-        lows, points, highs = regions(low_a)[0], regions(a)[0], regions(high_a)[0]
-        point = agree * points + (1 - agree) * float(beta.mean())
-        interval = (
-            min(point, agree * lows + (1 - agree) * float(beta.ppf(0.05))),
-            max(point, agree * highs + (1 - agree) * float(beta.ppf(0.95))),
-        )
-        basis = (
-            "the chosen head contradicts a revealed label: its accuracy where the heads disagree"
-            f" is estimated from the revealed labels ({source} where they agree)"
-        )
+    consistent = not e.revealed or e.agreement[e.head] == 1.0
+    decided = e.posterior >= DECIDED
+    if probs.shape[1] > 1 and decided:
+        estimator = _decided_estimate if consistent else _contradicted_estimate
+        point, interval, basis = estimator(e, source)
     else:
-        right = sum(predicted[d, head] == y for d, y in revealed.items())
-        wrong = len(revealed) - right
-        beta = stats.beta(1 + right, 1 + wrong)
-        point, interval = float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95)))
-        if not revealed:
-            basis = (
-                "no target label revealed (query=none): nothing tells which rule the model "
-                "learnt, whatever its held-out accuracy (query=api or query=oracle checks it)"
-            )
-        elif probs.shape[1] == 1:
-            basis = "revealed labels only (one head)"
-        else:
-            basis = (
-                "revealed labels only: they did not decide between the heads (posterior "
-                f"{choice['posterior'][head]:.3f} < {DECIDED})"
-            )
+        point, interval, basis = _revealed_only_estimate(e, probs.shape[1])
     balance = {}
     if class_prior is not None:
-        shares = np.bincount(probs[:, head].argmax(-1), minlength=len(label_values)) / len(probs)
-        bound = 1 - 0.5 * float(np.abs(shares - np.asarray(class_prior, float)).sum())
-        balance = {
-            "class_balance": {
-                "predicted_shares": shares.round(4).tolist(),
-                "labeled_shares": np.round(class_prior, 4).tolist(),
-                "accuracy_bound": round(bound, 4),
-            }
-        }
+        bound, fields = _class_balance(probs[:, e.head], class_prior, len(label_values))
+        balance = {"class_balance": fields}
         if point > bound:
             basis += "; capped by the chosen head's predicted class shares"
         point, interval = min(point, bound), (min(interval[0], bound), min(interval[1], bound))
     submit = consistent and interval[0] >= default_score
     return {
-        "chosen_head": head,
-        **({"chosen_rule": choice["hypotheses"][head]} if "hypotheses" in choice else {}),
+        "chosen_head": e.head,
+        **({"chosen_rule": choice["hypotheses"][e.head]} if "hypotheses" in choice else {}),
         "head_posterior": choice["posterior"],
         "revealed": [
             {
                 "datum_id": q["datum_id"],
                 "label": q["label"],
-                "head_predictions": predicted[q["datum_id"]].tolist(),
+                "head_predictions": e.predicted[q["datum_id"]].tolist(),
                 "information_gain": q["information_gain"],
             }
             for q in choice["queries"]
         ],
-        "labels_revealed": len(revealed),
-        "head_agreement_with_revealed": agreement,
+        "labels_revealed": len(e.revealed),
+        "head_agreement_with_revealed": e.agreement,
         "holdout_accuracy": holdout_accuracy,
-        "target_head_agreement": round(agree, 4),
+        "target_head_agreement": round(e.agree, 4),
         **atc,
         "estimated_target_accuracy": round(point, 4),
         "estimate_interval_90": [round(interval[0], 4), round(interval[1], 4)],

@@ -90,47 +90,53 @@ def choose_head(
     """
     n_heads = probs.shape[1]
     likelihood = _likelihood(probs.astype(np.float64), error_rate)
-    log_posterior = np.zeros(n_heads)
     choice = HeadChoice(head=0, posterior=[1 / n_heads] * n_heads)
-
-    def update(datum_id: int, label: int, gain: float) -> np.ndarray:
-        nonlocal log_posterior
-        log_posterior = log_posterior + np.log(likelihood[datum_id, :, label])
-        posterior = np.exp(log_posterior - log_posterior.max())
-        posterior /= posterior.sum()
-        choice.queries.append(Query(datum_id, label, gain, posterior.round(6).tolist()))
-        return posterior
-
-    posterior = np.full(n_heads, 1 / n_heads)
+    posterior = _Posterior(likelihood, choice)
     for datum_id, label in sorted((known or {}).items()):
-        posterior = update(datum_id, label, 0.0)
+        posterior.update(datum_id, label, 0.0)
     asked = set(known or {})
     rng = np.random.default_rng(seed)
     random_order = iter(rng.permutation(len(probs)))
     patterns = probs.argmax(-1)  # (N, H) each head's prediction
     disagree = (patterns != patterns[:, :1]).any(axis=1)
     pattern_of_row = np.unique(patterns, axis=0, return_inverse=True)[1].reshape(-1)
-    nested = _nested(pattern_of_row[disagree])
+    verify_from = verify_after if _nested(pattern_of_row[disagree]) else np.inf
     for _ in range(budget):
         if n_heads == 1:
             # Nothing to choose: a random sample at least measures the one head's accuracy.
             datum_id = next(d for d in map(int, random_order) if d not in asked)
             gain = np.zeros(len(probs))
-        elif posterior.max() >= stop_at:
+        elif posterior.value.max() >= stop_at:
             break
         else:
-            gain = expected_information_gain(likelihood, posterior)
+            gain = expected_information_gain(likelihood, posterior.value)
             gain[list(asked)] = -np.inf
-            verify = nested and posterior.max() >= verify_after
-            picked = (
-                _verification_pick(pattern_of_row, disagree, sorted(asked), rng) if verify else None
-            )
+            picked = None
+            if posterior.value.max() >= verify_from:
+                picked = _verification_pick(pattern_of_row, disagree, sorted(asked), rng)
             datum_id = picked if picked is not None else _spread_pick(gain, features, sorted(asked))
         asked.add(datum_id)
-        posterior = update(datum_id, reveal(datum_id), float(gain[datum_id]))
-    choice.head = int(np.argmax(posterior))
-    choice.posterior = posterior.round(6).tolist()
+        posterior.update(datum_id, reveal(datum_id), float(gain[datum_id]))
+    choice.head = int(np.argmax(posterior.value))
+    choice.posterior = posterior.value.round(6).tolist()
     return choice
+
+
+class _Posterior:
+    """The heads' posterior given the labels revealed so far; each one joins `choice.queries`
+    with the posterior after it."""
+
+    def __init__(self, likelihood: np.ndarray, choice: HeadChoice):
+        self.likelihood, self.choice = likelihood, choice
+        n_heads = likelihood.shape[1]
+        self.log_posterior = np.zeros(n_heads)
+        self.value = np.full(n_heads, 1 / n_heads)
+
+    def update(self, datum_id: int, label: int, gain: float) -> None:
+        self.log_posterior = self.log_posterior + np.log(self.likelihood[datum_id, :, label])
+        posterior = np.exp(self.log_posterior - self.log_posterior.max())
+        self.value = posterior / posterior.sum()
+        self.choice.queries.append(Query(datum_id, label, gain, self.value.round(6).tolist()))
 
 
 def _nested(disagreement_patterns: np.ndarray) -> bool:

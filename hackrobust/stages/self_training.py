@@ -6,32 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from hackrobust.predict import score_target
-from hackrobust.self_training import SelfTrainingResult, StudentRecipe, check_settings, self_train
+from hackrobust.self_training import (
+    SelfTrainingResult,
+    SelfTrainingSettings,
+    StudentRecipe,
+    self_train,
+)
 from hackrobust.stages.run import Run
 
 
 class SelfTraining:
     """Train students on the chosen head's pseudo-labels, with the run's model, optimizer,
     schedule and trainer settings, from the pretrained trunk if the run has one. A student that
-    passes its checks replaces the head in the probabilities and the choice. Settings: see
-    `self_train`."""
+    passes its checks replaces the head in the probabilities and the choice. Settings:
+    `hackrobust.self_training.SelfTrainingSettings`."""
 
-    def __init__(
-        self,
-        keep_fraction: float = 0.8,
-        rounds: int = 1,
-        fixmatch: dict | None = None,
-        blend: bool = False,
-        students: int = 1,
-        balance_groups: bool = False,
-        folds: int = 1,
-        epochs: int | None = None,
-    ):
-        check_settings(rounds, students, epochs)
-        self.settings = dict(
-            keep_fraction=keep_fraction, rounds=rounds, fixmatch=fixmatch, blend=blend,
-            students=students, balance_groups=balance_groups, folds=folds, epochs=epochs,
-        )  # fmt: skip
+    def __init__(self, **settings):
+        SelfTrainingSettings(**settings)  # refused here, before any training
+        self.settings = settings
 
     def __call__(self, run: Run) -> Run:
         recipe = StudentRecipe(

@@ -183,67 +183,28 @@ def make_happyfaces(
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
 
-    def shuffled_by_tag(arrays: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        return {tag: rng.permutation(np.flatnonzero(arrays["tags"] == tag)) for tag in TAGS}
-
     labeled = archives["labeled"]
     half = {CORRELATED[0]: n_labeled // 2, CORRELATED[1]: n_labeled - n_labeled // 2}
     rows_labeled = _take(
-        shuffled_by_tag(labeled, labeled_rng), half, "labeled", ARCHIVES["labeled"]
+        _shuffled_by_tag(labeled, labeled_rng), half, "labeled", ARCHIVES["labeled"]
     )
     validation = archives["validation"]
-    pool = shuffled_by_tag(validation, target_rng)
+    pool = _shuffled_by_tag(validation, target_rng)
     where = ARCHIVES["validation"]
     rows_target = _take(pool, _tag_counts(target_rng, n_target, target_mix_rate), "target", where)
     counts_unlabeled = _tag_counts(unlabeled_rng, n_unlabeled, unlabeled_mix_rate)
     rows_unlabeled = _take(pool, counts_unlabeled, "unlabeled", where + " after the target")
 
-    def subset(arrays: dict, rows: np.ndarray, rng: np.random.Generator):
-        rows = rows[rng.permutation(len(rows))]  # no tag-sorted row order
-        x = arrays["images"][rows].astype(np.float32) / np.float32(255)
-        features = np.array([tag_features(t) for t in arrays["tags"][rows]], dtype=np.int64)
-        return np.ascontiguousarray(x), features.reshape(-1, 2), arrays["names"][rows].tolist()
-
-    x_labeled, f_labeled, names_labeled = subset(labeled, rows_labeled, labeled_rng)
-    x_target, f_target, names_target = subset(validation, rows_target, target_rng)
-    x_unlabeled, f_unlabeled, names_unlabeled = subset(validation, rows_unlabeled, unlabeled_rng)
+    x_labeled, f_labeled, names_labeled = _subset(labeled, rows_labeled, labeled_rng)
+    x_target, f_target, names_target = _subset(validation, rows_target, target_rng)
+    x_unlabeled, f_unlabeled, names_unlabeled = _subset(validation, rows_unlabeled, unlabeled_rng)
     true_index = FEATURES.index(true_feature)
 
-    def tag_count(features: np.ndarray) -> dict[str, int]:
-        return {t: int((features == tag_features(t)).all(axis=1).sum()) for t in TAGS}
-
-    def actual_mix(features: np.ndarray) -> float:
-        return float((features[:, 0] != features[:, 1]).mean()) if len(features) else 0.0
-
-    metadata = {
-        "name": "happyfaces",
-        "features": list(FEATURES),
-        "true_feature": true_feature,
-        "true_feature_index": true_index,
-        "label_values": list(LABEL_VALUES),
-        "label_meaning": {"0": "sad", "1": "happy"},
-        "seed": seed,
-        "n_labeled": len(x_labeled),
-        "n_unlabeled": len(x_unlabeled),
-        "n_target": len(x_target),
-        "unlabeled_mix_rate": unlabeled_mix_rate,
-        "target_mix_rate": target_mix_rate,
-        "unlabeled_mix_rate_actual": actual_mix(f_unlabeled),
-        "target_mix_rate_actual": actual_mix(f_target),
-        # A benchmark, not a hackathon exercise: there is no "default submission" to beat, and
-        # the target is balanced, so the score of guessing (or of reading the writing) is 0.5.
-        "default_score": 0.5,
-        "image_size": image_size,
-        "tag_counts": {
-            "labeled": tag_count(f_labeled),
-            "unlabeled": tag_count(f_unlabeled),
-            "target": tag_count(f_target),
-        },
-        "files": {"labeled": names_labeled, "unlabeled": names_unlabeled, "target": names_target},
-        "source": "happyfaces",
-        "license": "Apache-2.0",
-        "citation": CITATION,
-    }
+    metadata = _metadata(
+        true_feature, seed, (f_labeled, f_unlabeled, f_target),
+        (names_labeled, names_unlabeled, names_target), unlabeled_mix_rate, target_mix_rate,
+        image_size,
+    )  # fmt: skip
     return HackathonData(
         x_labeled=x_labeled,
         y_labeled=f_labeled[:, true_index].copy(),
@@ -254,3 +215,60 @@ def make_happyfaces(
         features_target=f_target,
         metadata=metadata,
     )
+
+
+def _shuffled_by_tag(arrays: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {tag: rng.permutation(np.flatnonzero(arrays["tags"] == tag)) for tag in TAGS}
+
+
+def _subset(arrays: dict, rows: np.ndarray, rng: np.random.Generator):
+    """Rows `rows` of an archive, shuffled: images in [0, 1], (face, writing) features, names."""
+    rows = rows[rng.permutation(len(rows))]  # no tag-sorted row order
+    x = arrays["images"][rows].astype(np.float32) / np.float32(255)
+    features = np.array([tag_features(t) for t in arrays["tags"][rows]], dtype=np.int64)
+    return np.ascontiguousarray(x), features.reshape(-1, 2), arrays["names"][rows].tolist()
+
+
+def _tag_count(features: np.ndarray) -> dict[str, int]:
+    return {t: int((features == tag_features(t)).all(axis=1).sum()) for t in TAGS}
+
+
+def _actual_mix(features: np.ndarray) -> float:
+    return float((features[:, 0] != features[:, 1]).mean()) if len(features) else 0.0
+
+
+def _metadata(
+    true_feature, seed, features, names, unlabeled_mix_rate, target_mix_rate, image_size
+) -> dict:
+    """The folder's metadata; `features` and `names`: (labeled, unlabeled, target)."""
+    f_labeled, f_unlabeled, f_target = features
+    names_labeled, names_unlabeled, names_target = names
+    return {
+        "name": "happyfaces",
+        "features": list(FEATURES),
+        "true_feature": true_feature,
+        "true_feature_index": FEATURES.index(true_feature),
+        "label_values": list(LABEL_VALUES),
+        "label_meaning": {"0": "sad", "1": "happy"},
+        "seed": seed,
+        "n_labeled": len(f_labeled),
+        "n_unlabeled": len(f_unlabeled),
+        "n_target": len(f_target),
+        "unlabeled_mix_rate": unlabeled_mix_rate,
+        "target_mix_rate": target_mix_rate,
+        "unlabeled_mix_rate_actual": _actual_mix(f_unlabeled),
+        "target_mix_rate_actual": _actual_mix(f_target),
+        # A benchmark, not a hackathon exercise: there is no "default submission" to beat, and
+        # the target is balanced, so the score of guessing (or of reading the writing) is 0.5.
+        "default_score": 0.5,
+        "image_size": image_size,
+        "tag_counts": {
+            "labeled": _tag_count(f_labeled),
+            "unlabeled": _tag_count(f_unlabeled),
+            "target": _tag_count(f_target),
+        },
+        "files": {"labeled": names_labeled, "unlabeled": names_unlabeled, "target": names_target},
+        "source": "happyfaces",
+        "license": "Apache-2.0",
+        "citation": CITATION,
+    }
