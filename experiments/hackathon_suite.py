@@ -14,49 +14,12 @@ goes to `<out>.md`: per dataset and method, the target accuracy of the head the 
 (mean ± std and min over seeds), labels spent, how many runs the report said to submit, and the
 score those decisions earn against the default of not submitting; a dot plot of that score to
 `<out>.png`.
-Some names stand for more than `method=<name>` (VARIANTS): "divdis_self_training" adds
-`self_training=pseudo_label`, "divdis_transductive" `dataset.unlabeled_with_target=true`,
-"divdis_long" trains 20 epochs (twice the default), "divdis_long_self_training" both;
-"topk_per_assignment" gives each kind of disagreement its own quota;
-"divdis_pretrained" starts from a trunk pretrained as a denoising autoencoder on the set's own
-inputs (`pretrain=autoencoder`), "divdis3_pretrained" the same with three heads (on
-mnist_sum_bis only, the set with three features), "divdis_pretrained_self_training" adds
-self-training, "divdis_pretrained_self_training_cosine" a cosine learning-rate schedule with
-the last epoch kept (on mnist_sum_bis only), and "divdis_pretrained_self_training_fixmatch" to
-that a FixMatch-style consistency term in the student (`self_training=fixmatch`),
-"divdis_pretrained_self_training_fixmatch_blend" the same predicting with the mean of the
-student's and the chosen head's probabilities (`self_training.blend=true`, on mnist_sum_bis only),
-"divdis_pretrained_self_training_fixmatch_ensemble" the same with three students predicting as
-one ensemble (`self_training.students=3`, on mnist_sum_bis only),
-"divdis_pretrained_self_training_fixmatch_2rounds" the same with a second student trained on the
-first one's pseudo-labels (`self_training.rounds=2`, on mnist_sum_bis only),
-"divdis_pretrained_self_training_fixmatch_h256" the FixMatch variant with 256 hidden features in
-the CNN (`model.cnn_hidden=256`, on mnist_sum_bis only),
-"divdis_pretrained_self_training_fixmatch_keep90" the FixMatch variant pseudo-labeling 90% of each
-predicted class instead of 80% (`self_training.keep_fraction=0.9`, on mnist_sum_bis only),
-"divdis_pretrained_self_training_fixmatch_student30" the FixMatch variant whose student trains
-30 epochs (`self_training.epochs=30`; on every set, `make study-hackathon-one-recipe`),
-"divdis_pretrained_self_training_cosine_student30" the plain student of the cosine variant as
-long, "divdis3_pretrained_self_training_fixmatch" the FixMatch variant with three DivDis heads
-(these two on mnist_sum_bis only),
-"divdis_consistency_self_training_fixmatch" the same term in the DivDis heads as well
-(`method.consistency={}`, on mnist_sum_bis only);
-"divdis_no_pair_switches" and "..._fixmatch_student30_no_pair_switches" turn the class-pair
-switches off (`method.pair_switches=false`; on mnist_embed_456 only, the one three-class set);
-"topk_low_mix" is top-k set up for an unlabeled set with few decorrelated rows, and runs on the
-low-mix set only (ONLY_ON), "topk_low_mix_pretrained_self_training_fixmatch_student30" the
-one recipe with those top-k heads in place of DivDis's (on every set,
-`make study-hackathon-one-recipe-topk`), and "..._fixmatch_student30_transductive" the one
-recipe with the target inputs among the unlabeled ones (`dataset.unlabeled_with_target=true`),
-"..._fixmatch_student30_last_fitting" the one recipe keeping the heads' last epoch at which
-every head still fits the held-out labeled rows (`callbacks=last_fitting`), and
-"divdis_pretrained_cosine_last_fitting" those heads alone; "..._chosen_head_fitting" the
-same two with the chosen head's own last fitting epoch (`callbacks=chosen_head_fitting`,
-tolerance 0.05);
-"oracle" is the ceiling,
-ERM with the labeled set's labels made unambiguous, and "oracle_4x" / "oracle_16x" the same with
-4 and 16 times as many labeled rows (on mnist_sum_bis only, where the oracle stays below 0.98),
-"oracle_16x_cosine" the latter with the students' cosine schedule and last epoch.
+A --methods name NAME with a config conf/experiment/suite/NAME.yaml stands for
+`experiment=suite/NAME` (the study variants: divdis_pretrained, oracle_16x, topk_low_mix...; each
+file's comment says what it is); `experiment/NAME` stands for `experiment=NAME` (the flagship:
+experiment/flagship); any other name for `method=NAME`. The ceilings (CEILINGS: oracle and its
+larger labeled sets) are ERM with unambiguous labels, not contenders; some variants run on
+some sets only (ONLY_ON).
 Real images come from $HACKROBUST_DATA_DIR; `--offline` uses the bundled stand-ins.
 """
 
@@ -90,171 +53,6 @@ HARD = list(HARD_EXERCISES)  # not submitting scores 0.5 there, 0.8 elsewhere
 DATASET_GROUPS = {"mnist": MNIST, "all": MNIST + HARD}
 OFFLINE = {"vehicle_animal": "synthetic", "humans": "synthetic", "toy": None}
 SINGLE_HEAD = {"erm", "group_dro", "jtt", "dfr", "logit_adjustment"}
-# Names in --methods that stand for more than `method=<name>`. The oracle is the ceiling, not
-# a method: ERM on the same model and labeled-set size, with labels made unambiguous (half the
-# labeled rows decorrelated, as in the target set).
-ORACLE = ["method=erm", "+dataset.generator.labeled_mix_rate=0.5"]
-PRETRAINED = ["method=divdis", "pretrain=autoencoder"]
-PRETRAINED_SELF_TRAINING = [*PRETRAINED, "self_training=pseudo_label"]
-# The learning rate annealed to zero, predicting with the last epoch.
-COSINE_LAST_EPOCH = ["scheduler=cosine", "callbacks=none"]
-
-
-# Top-k set up for an unlabeled set with few decorrelated rows: 0.05 as the mix rate's lower
-# bound, one quota per kind of disagreement (else an AND and an OR head), and 20 epochs.
-TOPK_LOW_MIX = [
-    "method=topk",
-    "method.mix_rate_lower_bound=0.05",
-    "method.per_assignment=true",
-    "trainer.max_epochs=20",
-]
-
-
-def fixmatch(
-    *student: str,
-    method: tuple[str, ...] = (),
-    model: tuple[str, ...] = (),
-    heads: tuple[str, ...] = ("method=divdis",),
-) -> list[str]:
-    """The `heads` (DivDis unless told) on a pretrained trunk, with `method` options, whose
-    FixMatch student (with `student` options) trains with COSINE_LAST_EPOCH, then any `model`
-    options; in the order recorded."""
-    return [
-        *heads,
-        "pretrain=autoencoder",
-        *method,
-        "self_training=fixmatch",
-        *student,
-        *COSINE_LAST_EPOCH,
-        *model,
-    ]
-
-
-# The FixMatch student trained 30 epochs: the mnist_sum_bis recipe, and the one recipe.
-FIXMATCH_STUDENT30 = fixmatch("self_training.epochs=30")
-VARIANTS = {
-    "oracle": ORACLE,
-    # The ceiling with 4x and 16x as many unambiguous labeled rows: what the model needs.
-    "oracle_4x": [*ORACLE, "dataset.generator.n_labeled=4800"],
-    "oracle_16x": [*ORACLE, "dataset.generator.n_labeled=19200"],
-    # The same ceiling trained like the students: cosine schedule, last epoch.
-    "oracle_16x_cosine": [*ORACLE, "dataset.generator.n_labeled=19200", *COSINE_LAST_EPOCH],
-    "divdis_self_training": ["method=divdis", "self_training=pseudo_label"],
-    "divdis_transductive": ["method=divdis", "dataset.unlabeled_with_target=true"],
-    # Twice the default epochs: on mnist_sum the heads were still separating at epoch 10.
-    "divdis_long": ["method=divdis", "trainer.max_epochs=20"],
-    "divdis_long_self_training": [
-        "method=divdis",
-        "trainer.max_epochs=20",
-        "self_training=pseudo_label",
-    ],
-    # The trunk first pretrained as a denoising autoencoder on the set's own inputs; two heads,
-    # and one per feature of mnist_sum_bis.
-    "divdis_pretrained": PRETRAINED,
-    "divdis3_pretrained": ["method=divdis", "method.num_heads=3", "pretrain=autoencoder"],
-    "divdis_pretrained_self_training": PRETRAINED_SELF_TRAINING,
-    # The same with COSINE_LAST_EPOCH: on mnist_sum_bis `val/select` kept an early epoch whose
-    # head was weaker than the last ones.
-    "divdis_pretrained_self_training_cosine": [*PRETRAINED_SELF_TRAINING, *COSINE_LAST_EPOCH],
-    # The cosine variant whose student also learns FixMatch-style consistency on the unlabeled
-    # and target inputs: the pseudo-labels leave out the head's least sure (hardest) rows.
-    "divdis_pretrained_self_training_fixmatch": fixmatch(),
-    # The FixMatch variant predicting with the mean of the student's and the chosen head's
-    # probabilities: a two-member ensemble of models that learnt from different rows.
-    "divdis_pretrained_self_training_fixmatch_blend": fixmatch("self_training.blend=true"),
-    # The FixMatch variant with three students on the same pseudo-labels, predicting with their
-    # ensemble (the mean of their probabilities), so that errors of their own would cancel.
-    "divdis_pretrained_self_training_fixmatch_ensemble": fixmatch("self_training.students=3"),
-    # The FixMatch variant with a second round: a new student learns from the first one's
-    # pseudo-labels, which are more accurate than the head's.
-    "divdis_pretrained_self_training_fixmatch_2rounds": fixmatch("self_training.rounds=2"),
-    # The FixMatch variant whose students draw their rows so that every group of (pseudo-label,
-    # the other head's prediction) weighs the same: the rows where the head's rule and the
-    # spurious one disagree weigh as much as the correlated rows that outnumber them.
-    "divdis_pretrained_self_training_fixmatch_balanced": fixmatch(
-        "self_training.balance_groups=true"
-    ),
-    # The FixMatch variant cross-fitted: two students, each trained without half of the target
-    # rows' pseudo-labels and predicting that half, so none repeats the head's label for a row
-    # it predicts.
-    "divdis_pretrained_self_training_fixmatch_crossfit": fixmatch("self_training.folds=2"),
-    # The FixMatch variant keeping 90% of each predicted class (not 80%) as pseudo-labels: the
-    # rows it leaves out are mostly decorrelated ones, which the student then has to guess.
-    "divdis_pretrained_self_training_fixmatch_keep90": fixmatch("self_training.keep_fraction=0.9"),
-    # The FixMatch variant with three DivDis heads, one per digit of mnist_sum_bis: with two, the
-    # second head reads a blend of the other two digits, and the first may still lean on them
-    # where they agree with each other and not with it.
-    "divdis3_pretrained_self_training_fixmatch": fixmatch(method=("method.num_heads=3",)),
-    # The FixMatch variant whose student trains 3 times as long (30 epochs, its cosine schedule
-    # with it): consistency carries the pseudo-labels' rule to the rows they left out step by
-    # step, and 10 epochs are 400 steps.
-    "divdis_pretrained_self_training_fixmatch_student30": FIXMATCH_STUDENT30,
-    # Without the class-pair switches (hackrobust/query/pair_switches.py), as before 2026-12-03:
-    # they act with three classes only, so these run on mnist_embed_456 alone.
-    "divdis_no_pair_switches": ["method=divdis", "method.pair_switches=false"],
-    "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": [
-        *FIXMATCH_STUDENT30,
-        "method.pair_switches=false",
-    ],
-    # The one recipe whose disagreement term also reads the target inputs (never their labels),
-    # as the hackathon allows: the low-mix set's unlabeled rows are 5% decorrelated, the target's
-    # 50%, and DivDis held up from a mix rate of 0.1 on (experiments/results/mix_rate_curve.md).
-    "divdis_pretrained_self_training_fixmatch_student30_transductive": [
-        *FIXMATCH_STUDENT30,
-        "dataset.unlabeled_with_target=true",
-    ],
-    # The one recipe keeping the heads' last epoch at which every head still fits the held-out
-    # labeled rows (`callbacks=last_fitting`) instead of the last epoch: on the low-mix set the
-    # digit head fell from 0.993 at epoch 2 to 0.904 at epoch 10, and its held-out accuracy
-    # with it. Beside it, the same heads without the student, minutes instead of an hour.
-    "divdis_pretrained_self_training_fixmatch_student30_last_fitting": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.epochs=30",
-        "scheduler=cosine",
-        "callbacks=last_fitting",
-    ],
-    "divdis_pretrained_cosine_last_fitting": [
-        *PRETRAINED,
-        "scheduler=cosine",
-        "callbacks=last_fitting",
-    ],
-    # The same two with the chosen head's own last fitting epoch, within 0.05 of its best
-    # (hackrobust/head_fitting.py): on mnist_sum_bis the other head's drift and the chosen one's
-    # noise on 120 held-out rows stopped the rule above at epoch 1 (0.925; 0.962 at epoch 9).
-    "divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting": [
-        *PRETRAINED,
-        "self_training=fixmatch",
-        "self_training.epochs=30",
-        "scheduler=cosine",
-        "callbacks=chosen_head_fitting",
-    ],
-    "divdis_pretrained_cosine_chosen_head_fitting": [
-        *PRETRAINED,
-        "scheduler=cosine",
-        "callbacks=chosen_head_fitting",
-    ],
-    # The plain student (no consistency term) trained as long, 30 epochs: is it the length alone?
-    "divdis_pretrained_self_training_cosine_student30": [
-        *PRETRAINED_SELF_TRAINING,
-        "self_training.epochs=30",
-        *COSINE_LAST_EPOCH,
-    ],
-    # The FixMatch variant with twice the CNN's hidden features (256), the ones the heads read.
-    "divdis_pretrained_self_training_fixmatch_h256": fixmatch(model=("model.cnn_hidden=256",)),
-    # The FixMatch variant whose DivDis heads also learn consistency, each on its own confident
-    # rows: better heads, so better pseudo-labels for the student.
-    "divdis_consistency_self_training_fixmatch": fixmatch(method=("method.consistency={}",)),
-    # Top-k with one quota per kind of disagreement, at the default rate and epochs.
-    "topk_per_assignment": ["method=topk", "method.per_assignment=true"],
-    # The set's description says its mix rate is low.
-    "topk_low_mix": TOPK_LOW_MIX,
-    # The one recipe with TOPK_LOW_MIX's heads in place of DivDis's: a lower bound of 0.05
-    # holds on every set, and on the low-mix one DivDis's heads fall short of 0.98.
-    "topk_low_mix_pretrained_self_training_fixmatch_student30": fixmatch(
-        "self_training.epochs=30", heads=tuple(TOPK_LOW_MIX)
-    ),
-}
 # The ceilings: ERM on unambiguous labels, no query, every target row counted as submitted.
 CEILINGS = {"oracle", "oracle_4x", "oracle_16x", "oracle_16x_cosine"}
 # Variants meant for some datasets only: elsewhere they are neither run nor missing.
@@ -279,14 +77,18 @@ ONLY_ON = {
     "divdis_pretrained_self_training_fixmatch_student30_no_pair_switches": {"mnist_embed_456"},
 }
 RESULTS = Path(__file__).parent / "results"
+# The study variants, one experiment config each (the checkout's conf/, which train reads).
+SUITE_DIR = Path(__file__).resolve().parents[1] / "conf" / "experiment" / "suite"
 
 
 def selected_by(method: str) -> list[str]:
-    """What a --methods name stands for: an experiment config (`experiment/NAME`), a VARIANTS
-    entry, or a method config."""
+    """What a --methods name stands for: a study variant (conf/experiment/suite/NAME.yaml), an
+    experiment config (`experiment/NAME`), or a method config."""
     if method.startswith("experiment/"):
         return [f"experiment={method.removeprefix('experiment/')}"]
-    return VARIANTS.get(method, [f"method={method}"])
+    if (SUITE_DIR / f"{method}.yaml").is_file():
+        return [f"experiment=suite/{method}"]
+    return [f"method={method}"]
 
 
 def overrides_for(

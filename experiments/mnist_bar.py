@@ -2,16 +2,16 @@
 
     python experiments/mnist_bar.py [--out experiments/results/mnist_bar]
 
-Trains nothing. First the flagship, one recipe with nothing changed per set (FLAGSHIP, `make
-study-hackathon-chosen-head-fitting`, `experiment=flagship`), with the seeds it has run so far
-and ERM on the same model from the same study. Then, for each of the ten MNIST sets, the best
-recipe found for it (RECIPES, 3 seeds; 10 on mnist_embed_456) from its study's `.jsonl`, and
-ERM's on the same model (the same study's ERM rows where it has them, else the main suite's,
-which runs the same width-16 CNN, and the same MLP on the embeddings). Last, the one recipe the
-flagship replaced (PREVIOUS_ONE_RECIPE, `make study-hackathon-one-recipe`). Each study's table
-says the command that made its records. The per-set recipes were chosen on those seeds among
-the studies' variants: the bar is met on the seeds they were chosen on (on mnist_embed_456, the
-class-pair switches were worked out on seeds 1, 2 and 5).
+Trains nothing. First the flagship, one recipe with nothing changed per set (FLAGSHIP,
+`make study NAME=hackathon-chosen-head-fitting`, `experiment=flagship`), with the seeds it has
+run so far and ERM on the same model from the same study. Then, for each of the ten MNIST sets,
+the best recipe found for it (RECIPES, 3 seeds; 10 on mnist_embed_456) from its study's
+`.jsonl`, and ERM's on the same model (the same study's ERM rows where it has them, else the
+main suite's, which runs the same width-16 CNN, and the same MLP on the embeddings). Last, the
+one recipe the flagship replaced (PREVIOUS_ONE_RECIPE, `make study NAME=hackathon-one-recipe`).
+Each study's table says the command that made its records. The per-set recipes were chosen on
+those seeds among the studies' variants: the bar is met on the seeds they were chosen on (on
+mnist_embed_456, the class-pair switches were worked out on seeds 1, 2 and 5).
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ RECIPES = {
     "mnist_sum_bis": ("hackathon_suite_deep", "divdis_pretrained_self_training_fixmatch_student30"),
     "mnist_sum_noise_level": ("hackathon_suite_pretrained", "divdis_pretrained"),
     "mnist_embed": ("hackathon_suite_pretrained", "divdis_pretrained"),
-    # The one recipe (make study-hackathon-one-recipe) with the class-pair switches, 10 seeds.
+    # The one recipe (make study NAME=hackathon-one-recipe) with the class-pair switches,
+    # 10 seeds.
     "mnist_embed_456": ("pair_switches", "divdis_pretrained_self_training_fixmatch_student30"),
 }
 # One recipe, nothing changed per set: (its study, its name). The flagship predicts with the
@@ -51,15 +52,15 @@ PREVIOUS_ONE_RECIPE = (
     "divdis_pretrained_self_training_fixmatch_student30",
 )
 SEEDS = 3  # the seeds of each set in the one-recipe study
-# The flagship on seeds that played no part in putting it together (make
-# study-flagship-fresh-seeds).
+# The flagship on seeds that played no part in putting it together (make study
+# NAME=flagship-fresh-seeds).
 FRESH_SEEDS = "hackathon_suite_flagship_fresh_seeds"
 
 
 def load(results: Path, study: str) -> list[dict]:
     path = results / f"{study}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run its study first (make help lists them)")
+        raise FileNotFoundError(f"{path} is missing: run its study first (make study lists them)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -185,7 +186,10 @@ def fresh_seeds_table(results: Path, flagship=FLAGSHIP, study=FRESH_SEEDS) -> st
 
 
 README = Path(__file__).parents[1] / "README.md"
-README_MARKS = ("<!-- flagship table: make study-mnist-bar -->", "<!-- end of flagship table -->")
+README_MARKS = (
+    "<!-- flagship table: make study NAME=mnist-bar -->",
+    "<!-- end of flagship table -->",
+)
 
 
 def readme_table(rows: list[dict]) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from omegaconf import OmegaConf
 
 from hackrobust.config import CONFIG_DIR
@@ -114,41 +112,122 @@ def test_cli_offline_mnist_error_names_the_directory_and_the_alternative(tmp_pat
     assert "dataset.source=digits" in out
 
 
-def _hackathon_suite_variants() -> dict[str, list[str]]:
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "experiments" / "hackathon_suite.py"
-    spec = importlib.util.spec_from_file_location("hackathon_suite", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.VARIANTS
+# The study variants of experiments/hackathon_suite.py, one experiment config each.
+SUITE = sorted(p.stem for p in (CONFIG_DIR / "experiment" / "suite").glob("*.yaml"))
 
 
-def package_of(group: str, option: str) -> str:
-    """Where a group option's config lands: its `# @package` line, else the group's own key."""
-    first = (CONFIG_DIR / group / f"{option}.yaml").read_text().partition("\n")[0]
-    return first.removeprefix("# @package").strip() if first.startswith("# @package") else group
+def test_the_suite_has_its_variants():
+    assert len(SUITE) >= 34 and {"oracle", "divdis_pretrained", "topk_low_mix"} <= set(SUITE)
 
 
-@pytest.mark.parametrize(("name", "overrides"), sorted(_hackathon_suite_variants().items()))
-def test_every_hackathon_suite_variant_composes(name, overrides, tmp_path):
-    cfg = compose_train([*overrides, "dataset=mnist_sum", "query=oracle"], tmp_path)
+@pytest.mark.parametrize("name", SUITE)
+def test_every_suite_experiment_composes_and_resolves(name, tmp_path):
+    text = (CONFIG_DIR / "experiment" / "suite" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_\n"), name  # its keys are the run's own
+    cfg = compose_train([f"experiment=suite/{name}", "dataset=mnist_sum", "query=oracle"], tmp_path)
     OmegaConf.resolve(cfg)
-    pairs = [o.lstrip("+").split("=", 1) for o in overrides]
-    groups = {k: package_of(k, v) for k, v in pairs if (CONFIG_DIR / k).is_dir()}
-    set_here = {k for k, _ in pairs} | set(groups.values())
-    # The variant's settings outside its groups, which an option may interpolate
-    # (the cosine schedule's T_max is trainer.max_epochs).
-    roots = set(groups) | {p.split(".")[0] for p in groups.values()}
-    settings = [o for o in overrides if re.split(r"[.=]", o.lstrip("+"))[0] not in roots]
-    for key, value in pairs:
-        if key in groups:  # a group: the option's config, as when selected alone
-            package = groups[key]
-            alone = compose_train([f"{key}={value}", *settings], tmp_path)
-            OmegaConf.resolve(alone)
-            alone = OmegaConf.select(alone, package) or {}
-            for sub in alone:  # but for the keys the variant sets itself
-                if f"{package}.{sub}" not in set_here:
-                    assert OmegaConf.select(cfg, f"{package}.{sub}") == alone[sub], (name, key, sub)
-        else:
-            assert OmegaConf.select(cfg, key) == yaml.safe_load(value), (name, key)
+    assert cfg.dataset._target_ and cfg.method._target_ and "experiment" not in cfg
+
+
+COSINE = "torch.optim.lr_scheduler.CosineAnnealingLR"
+# What a word in a variant's name promises: (the word, a dotted key, its value).
+NAME_SAYS = [
+    ("divdis", "method._target_", "hackrobust.methods.DivDis"),
+    ("divdis3", "method.num_heads", 3),
+    ("topk", "method._target_", "hackrobust.methods.TopKDisagreement"),
+    ("per_assignment", "method.per_assignment", True),
+    ("low_mix", "method.mix_rate_lower_bound", 0.05),
+    ("oracle", "method._target_", "hackrobust.methods.ERM"),
+    ("oracle", "dataset.generator.labeled_mix_rate", 0.5),
+    ("4x", "dataset.generator.n_labeled", 4800),
+    ("16x", "dataset.generator.n_labeled", 19200),
+    ("long", "trainer.max_epochs", 20),
+    ("pretrained", "pretrain._target_", "hackrobust.stages.Pretrain"),
+    ("self_training", "self_training._target_", "hackrobust.stages.SelfTraining"),
+    ("fixmatch", "self_training.fixmatch.threshold", 0.95),
+    ("student30", "self_training.epochs", 30),
+    ("blend", "self_training.blend", True),
+    ("ensemble", "self_training.students", 3),
+    ("2rounds", "self_training.rounds", 2),
+    ("balanced", "self_training.balance_groups", True),
+    ("crossfit", "self_training.folds", 2),
+    ("keep90", "self_training.keep_fraction", 0.9),
+    ("h256", "model.cnn_hidden", 256),
+    ("consistency", "method.consistency", {}),
+    ("cosine", "method.scheduler._target_", COSINE),
+    ("transductive", "dataset.unlabeled_with_target", True),
+    ("no_pair_switches", "method.pair_switches", False),
+    ("last_fitting", "callbacks.model_checkpoint.monitor", "val/select_last_fitting"),
+    ("chosen_head_fitting", "callbacks.head_fitting.tolerance", 0.05),
+]
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_every_suite_experiment_selects_what_its_name_says(name, tmp_path):
+    cfg = compose_train([f"experiment=suite/{name}", "dataset=mnist_sum_bis"], tmp_path)
+    promised = [(key, value) for word, key, value in NAME_SAYS if word in name]
+    assert promised, f"{name}: no word of its name is in NAME_SAYS"
+    for key, value in promised:
+        setting = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(setting):
+            setting = OmegaConf.to_container(setting)
+        assert setting == value, (name, key)
+
+
+# A few variants in full: what they set beyond the defaults (the whole of their old recipe).
+SUITE_SETTINGS = {
+    "oracle_16x_cosine": {
+        "method._target_": "hackrobust.methods.ERM",
+        "dataset.generator.labeled_mix_rate": 0.5,
+        "dataset.generator.n_labeled": 19200,
+        "method.scheduler._target_": COSINE,
+        "callbacks": {},  # callbacks=none: the last epoch
+        "pretrain": None,
+        "self_training": None,
+    },
+    "divdis_long_self_training": {
+        "method._target_": "hackrobust.methods.DivDis",
+        "trainer.max_epochs": 20,
+        "self_training.fixmatch": None,  # pseudo_label, no consistency term
+        "method.scheduler": None,
+        "pretrain": None,
+    },
+    "divdis_consistency_self_training_fixmatch": {
+        "method.consistency": {},
+        "pretrain.epochs": 20,  # on a pretrained trunk, as every FixMatch variant
+        "self_training.epochs": None,
+        "method.scheduler._target_": COSINE,
+        "callbacks": {},
+    },
+    "divdis_pretrained_self_training_fixmatch_student30_chosen_head_fitting": {
+        "method._target_": "hackrobust.methods.DivDis",
+        "pretrain.epochs": 20,
+        "self_training.fixmatch.threshold": 0.95,
+        "self_training.epochs": 30,
+        "method.scheduler._target_": COSINE,
+        "callbacks.head_fitting.tolerance": 0.05,
+        "model.cnn_blocks": 2,  # the flagship adds the third block (experiment=flagship)
+    },
+    "topk_low_mix_pretrained_self_training_fixmatch_student30": {
+        "method._target_": "hackrobust.methods.TopKDisagreement",
+        "method.mix_rate_lower_bound": 0.05,
+        "method.per_assignment": True,
+        "trainer.max_epochs": 20,
+        "pretrain.epochs": 20,
+        "self_training.fixmatch.threshold": 0.95,
+        "self_training.epochs": 30,
+        "method.scheduler._target_": COSINE,
+        "callbacks": {},
+    },
+}
+
+
+@pytest.mark.parametrize(("name", "settings"), sorted(SUITE_SETTINGS.items()))
+def test_suite_experiments_set_their_recipe(name, settings, tmp_path):
+    cfg = compose_train([f"experiment=suite/{name}", "dataset=mnist_sum"], tmp_path)
+    OmegaConf.resolve(cfg)
+    for key, value in settings.items():
+        setting = OmegaConf.select(cfg, key)
+        if OmegaConf.is_config(setting):
+            setting = OmegaConf.to_container(setting)
+        assert setting == value, (name, key)

@@ -3,9 +3,12 @@
 import argparse
 import importlib.util
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -140,27 +143,92 @@ def test_ceilings_count_as_blind_submissions_and_never_query():
     assert suite.default_score("humans") == 0.5 and suite.default_score("mnist_cc") == 0.8
     for ceiling in suite.CEILINGS:
         overrides = suite.overrides_for(ceiling, "mnist_sum_bis", 0, [], offline=False)
-        assert "method=erm" in overrides and "query=oracle" not in overrides
+        # ERM (conf/experiment/suite/oracle*.yaml), asking for no label
+        assert overrides[0] == f"experiment=suite/{ceiling}" and "query=oracle" not in overrides
     assert "query=oracle" in suite.overrides_for("divdis", "mnist_cc", 0, [], offline=False)
 
 
-def test_every_suite_variant_composes_into_a_run_config(tmp_path):
-    """Each name the suite offers is a valid set of `hackrobust.train` overrides, and each of its
-    dotted settings (`method.consistency={}`, `trainer.max_epochs=20`...) lands in the config."""
-    import yaml
+SUITE_DIR = EXPERIMENTS.parent / "conf" / "experiment" / "suite"
+SUITE = sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+@cache
+def _recorded_runs() -> dict[str, list[str]]:
+    """For each suite variant, the `hackrobust.train` overrides of its latest recorded run made
+    before it became a config (its recipe then an override list), from the committed records."""
+    latest = {}
+    for store in sorted((EXPERIMENTS / "results").glob("*.jsonl")):
+        for line in store.read_text().splitlines():
+            record = json.loads(line) if line.strip() else {}
+            method, overrides = record.get("method"), record.get("overrides", "").split()
+            if method in SUITE and overrides and not overrides[0].startswith("experiment="):
+                latest[method] = overrides
+    return latest
+
+
+def test_the_suite_selects_its_variants_experiments_and_methods():
+    suite = _suite_module()
+    assert suite.selected_by("divdis_pretrained") == ["experiment=suite/divdis_pretrained"]
+    assert suite.selected_by("experiment/flagship") == ["experiment=flagship"]
+    assert suite.selected_by("dbat") == ["method=dbat"]
+    for name in SUITE:
+        assert suite.selected_by(name) == [f"experiment=suite/{name}"]
+
+
+def _studies_module():
+    spec = importlib.util.spec_from_file_location("studies", EXPERIMENTS / "studies.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _methods_run_by(arguments: list[str]) -> list[str]:
+    """The --methods names of a hackathon_suite.py command line."""
+    names = arguments[arguments.index("--methods") + 1 :]
+    return names[: next((i for i, a in enumerate(names) if a.startswith("--")), len(names))]
+
+
+def test_every_name_in_the_records_and_the_studies_still_selects_a_config():
+    """The committed records are keyed by --methods names: each still names a suite variant, an
+    experiment or a method, as does each name a study runs."""
+    suite = _suite_module()
+    names = {
+        json.loads(line)["method"]
+        for store in (EXPERIMENTS / "results").glob("hackathon_suite*.jsonl")
+        for line in store.read_text().splitlines()
+        if line.strip()
+    }
+    for _, (script, *arguments) in _studies_module().STUDIES.values():
+        if script == "hackathon_suite.py":
+            names |= set(_methods_run_by(arguments))
+    conf = EXPERIMENTS.parent / "conf"
+    for name in sorted(names):
+        group, _, option = suite.selected_by(name)[0].partition("=")
+        assert (conf / group / f"{option}.yaml").is_file(), name
+    assert set(SUITE) <= names | set(_recorded_runs())  # no variant that nothing ran
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_every_suite_variant_composes_as_its_recorded_runs_did(name, tmp_path):
+    """experiment=suite/NAME is the recipe the committed records of NAME were run with: the
+    same composed config as the override list they record."""
     from omegaconf import OmegaConf
 
     from helpers import compose_train
 
-    suite = _suite_module()
-    for name, overrides in suite.VARIANTS.items():
-        dataset = next(iter(suite.ONLY_ON.get(name, {"mnist_sum_bis"})))
-        cfg = compose_train(suite.overrides_for(name, dataset, 0, [], offline=True), tmp_path)
-        for key, value in (o.lstrip("+").split("=", 1) for o in overrides if "." in o):
-            setting = OmegaConf.select(cfg, key)
-            if OmegaConf.is_config(setting):
-                setting = OmegaConf.to_container(setting)
-            assert setting == yaml.safe_load(value), (name, key)
+    recorded = _recorded_runs()
+    if name not in recorded:
+        pytest.skip(f"no run of {name} recorded before it became a config")
+    overrides = recorded[name]
+    start = next(i for i, o in enumerate(overrides) if o.startswith("dataset="))
+    rest = [o for o in overrides[start:] if not o.startswith("study=")]
+
+    def composed(selection: list[str]) -> dict:
+        cfg = compose_train([*selection, *rest], tmp_path)
+        OmegaConf.resolve(cfg)
+        return OmegaConf.to_container(cfg)
+
+    assert composed([f"experiment=suite/{name}"]) == composed(overrides[:start]), overrides
 
 
 @pytest.mark.parametrize("dataset", ["mnist_sum", "mnist_embed"])
@@ -175,14 +243,19 @@ def test_experiment_flagship_is_the_recipe_the_study_measured(tmp_path, dataset)
     bar = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bar)
     study, variant = bar.FLAGSHIP
-    suite = _suite_module()
+    studies = _studies_module()
     common = [f"dataset={dataset}", "dataset.source=digits", "query=oracle"]
-    studied = compose_train([*suite.VARIANTS[variant], "model.cnn_blocks=3", *common], tmp_path)
+    studied = compose_train(
+        [f"experiment=suite/{variant}", "model.cnn_blocks=3", *common], tmp_path
+    )
     flagship = compose_train(["experiment=flagship", *common], tmp_path)
 
     assert OmegaConf.to_container(flagship) == OmegaConf.to_container(studied)
     assert "attribution_maps" in flagship.callbacks  # what each head looks at, as by default
-    assert study in (EXPERIMENTS / ".." / "Makefile").read_text()  # a study that can be re-run
+    reruns = [
+        argv for _, argv in studies.STUDIES.values() if f"experiments/results/{study}" in argv
+    ]
+    assert reruns and variant in reruns[0]  # a study that can be re-run
 
 
 def test_mnist_bar_reads_each_recipe_and_erm_on_the_same_model(tmp_path):
@@ -259,3 +332,53 @@ def test_the_degeneracy_count_finds_left_right_alone_with_two_classes_and_720_wi
     assert three["left_right_is_least"] and three["rules"] == 3**6
     # 6! one-to-one maps of the six decorrelated cells onto the six pairs of different classes.
     assert three["least_pairs"] == 720 and three["plausible_least_pairs"] == 2**3
+
+
+def test_studies_are_run_by_name_with_their_one_command_line(monkeypatch, capsys):
+    studies = _studies_module()
+    for _, (script, *_) in studies.STUDIES.values():
+        assert (EXPERIMENTS / script).is_file(), script
+    ran = []
+
+    def fake_run(command, cwd):
+        ran.append((command, cwd))
+        return argparse.Namespace(returncode=0)
+
+    monkeypatch.setattr(studies.subprocess, "run", fake_run)
+    assert studies.main(["hackathon-ceiling", "--jobs", "2"]) == 0
+    command, cwd = ran[0]
+    assert command[1:4] == ["experiments/hackathon_suite.py", "--methods", "oracle"]
+    assert command[-2:] == ["--jobs", "2"] and cwd == EXPERIMENTS.parent
+    assert studies.main(["no-such-study"]) == 2 and len(ran) == 1
+    assert studies.main([]) == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in studies.STUDIES)
+
+
+def _table_of(script: str, arguments: list[str]) -> Path:
+    """The Markdown table a study writes: its --out, else its script's default."""
+    if "--out" in arguments:
+        return EXPERIMENTS.parent / f"{arguments[arguments.index('--out') + 1]}.md"
+    return EXPERIMENTS / "results" / f"{Path(script).stem}.md"
+
+
+def test_every_studys_table_says_the_command_that_regenerates_it():
+    """A table's "Regenerate:" line is its study's command in experiments/studies.py, so that
+    `make study NAME=...` remakes that very table (and resumes from its records)."""
+    checked = 0
+    for name, (_, (script, *arguments)) in _studies_module().STUDIES.items():
+        table = _table_of(script, arguments)
+        said = (
+            re.search(r"Regenerate: `(.*?)` \(data", table.read_text()) if table.exists() else None
+        )
+        if said:
+            assert said[1] == f"python experiments/{script} {shlex.join(arguments)}".strip(), name
+            checked += 1
+    assert checked >= 15
+
+
+def test_the_makefile_runs_studies_through_one_target():
+    makefile = (EXPERIMENTS.parent / "Makefile").read_text()
+    helped = [line for line in makefile.splitlines() if re.match(r"^[a-zA-Z_-]+:.*?## ", line)]
+    assert len(helped) <= 12 and any(line.startswith("study:") for line in helped)
+    assert "study-" not in makefile and "experiments/studies.py" in makefile
