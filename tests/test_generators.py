@@ -146,6 +146,8 @@ def test_command_line_writes_a_folder(tmp_path, capsys):
 
     main(["toy", str(tmp_path / "toy"), "--seed", "4"])
     assert load_hackathon_dir(tmp_path / "toy").metadata["seed"] == 4
+    main(["toy", str(tmp_path / "drawn"), "--seed", "4", "--draw"])
+    assert "draw" in load_hackathon_dir(tmp_path / "drawn").metadata
     with pytest.raises(FileExistsError):
         main(["toy", str(tmp_path / "toy")])
 
@@ -188,3 +190,180 @@ def test_embedding_sets_do_not_depend_on_the_thread_count():
         torch.set_num_threads(threads)
     np.testing.assert_array_equal(sets[0].x_labeled, sets[1].x_labeled)
     np.testing.assert_array_equal(sets[0].x_target, sets[1].x_target)
+
+
+# ---- draw=True: the free choices come from the seed ---------------------------------------------
+
+# What each generator's draw records besides the true feature and the unlabeled mix rate.
+DRAWN_DIGITS = {
+    "toy": (), "vehicle_animal": (), "humans": (),
+    "mnist_cc": ("digits",), "mnist_constant_image": ("digits",),
+    "mnist_constant_image_random_row": ("digits",), "mnist_uniform_color_random_row": ("digits",),
+    "mnist_uniform_color_low_mix_rate": ("digits",), "mnist_sum_noise_level": ("digits",),
+    "mnist_embed": ("digits",), "mnist_embed_456": ("digits",),
+    "mnist_sum": ("slots",), "mnist_sum_bis": ("slots",),
+}  # fmt: skip
+
+
+def _mix_range(name):
+    from hackrobust.data.generators.draws import LOW_MIX_RATE_RANGE, MIX_RATE_RANGE
+
+    return LOW_MIX_RATE_RANGE if name == "mnist_uniform_color_low_mix_rate" else MIX_RATE_RANGE
+
+
+def _arrays(data):
+    return (
+        data.x_labeled, data.y_labeled, data.x_unlabeled, data.x_target, data.y_target,
+        data.features_unlabeled, data.features_target,
+    )  # fmt: skip
+
+
+def test_draw_covers_every_generator():
+    assert set(DRAWN_DIGITS) == set(CASES)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_draw_false_builds_the_default_set_byte_for_byte(name):
+    default, undrawn = make(name, seed=2), make(name, seed=2, draw=False)
+    for a, b in zip(_arrays(default), _arrays(undrawn), strict=True):
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    assert undrawn.metadata == default.metadata and "draw" not in undrawn.metadata
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_drawn_set_follows_its_draw(name):
+    data = make(name, seed=4, draw=True)
+    meta, drawn = data.metadata, data.metadata["draw"]
+    assert set(drawn) == {"true_feature", "unlabeled_mix_rate", *DRAWN_DIGITS[name]}
+    assert json.loads(json.dumps(meta)) == meta
+
+    # The usual fields describe the drawn set: the answer key follows the drawn true feature.
+    assert meta["true_feature"] == drawn["true_feature"] in meta["features"]
+    true = meta["true_feature_index"]
+    assert meta["features"][true] == drawn["true_feature"]
+    np.testing.assert_array_equal(data.y_target, data.features_target[:, true])
+    assert data.label_values.tolist() == meta["label_values"]
+    assert set(np.unique(data.features_unlabeled)) <= set(meta["label_values"])
+
+    low, high = _mix_range(name)
+    rate = drawn["unlabeled_mix_rate"]
+    assert low <= rate <= high and meta["unlabeled_mix_rate"] == rate
+    assert is_mixed(data.features_unlabeled).sum() == round(rate * SIZES["n_unlabeled"])
+    assert is_mixed(data.features_target).sum() == round(0.5 * SIZES["n_target"])
+
+    n_classes = len(CASES[name][2])
+    if "digits" in drawn:
+        digits = drawn["digits"]
+        assert len(set(digits)) == n_classes and digits == sorted(digits)
+        assert set(digits) <= set(range(10))
+        assert meta["label_values"] == digits  # both sides, or the digit, use these digits
+        if "digits" in meta:
+            assert meta["digits"] == digits
+    if "slots" in drawn:
+        slots = drawn["slots"]
+        flat = [d for slot in slots for d in slot]
+        assert len(slots) == len(meta["features"]) and len(set(flat)) == len(flat)
+        assert all(len(slot) == n_classes and slot == sorted(slot) for slot in slots)
+        assert meta["slots"] == slots and meta["label_values"] == slots[true]
+
+    again = make(name, seed=4, draw=True)
+    assert again.metadata == meta
+    np.testing.assert_array_equal(again.x_unlabeled, data.x_unlabeled)
+
+
+def test_draws_vary_over_seeds_and_stay_in_range():
+    """Over seeds 0..9 mnist_sum_bis draws more than one true slot, one set of digit pairs and
+    one mix rate; its three slots always use six distinct digits."""
+    sizes = {"n_labeled": 20, "n_unlabeled": 40, "n_target": 20}
+    metas = [make("mnist_sum_bis", seed=s, draw=True, **sizes).metadata for s in range(10)]
+    draws = [m["draw"] for m in metas]
+    assert len({d["true_feature"] for d in draws}) >= 2
+    assert len({json.dumps(d["slots"]) for d in draws}) >= 2
+    assert len({d["unlabeled_mix_rate"] for d in draws}) >= 2
+    for meta, drawn in zip(metas, draws, strict=True):
+        assert len({digit for slot in drawn["slots"] for digit in slot}) == 6
+        assert 0.25 <= drawn["unlabeled_mix_rate"] <= 0.75
+        assert meta["true_feature"] == drawn["true_feature"]
+
+    low_mix = [
+        make("mnist_uniform_color_low_mix_rate", seed=s, draw=True, **sizes).metadata["draw"]
+        for s in range(10)
+    ]
+    assert all(0.02 <= d["unlabeled_mix_rate"] <= 0.1 for d in low_mix)
+    assert {d["true_feature"] for d in low_mix} == {"digit", "color"}
+    assert len({tuple(d["digits"]) for d in low_mix}) >= 2
+
+
+def test_drawn_side_carries_the_labels():
+    """A drawn mnist_cc whose true feature is the right digit: on the target rows the right
+    half, not the left, separates the two labels."""
+    seed = next(
+        s
+        for s in range(20)
+        if make("mnist_cc", seed=s, draw=True).metadata["true_feature"] == "right"
+    )
+    data = make("mnist_cc", seed=seed, draw=True, n_target=300)
+    x, y = data.x_target[:, 0], data.y_target
+    low, high = data.metadata["label_values"]
+
+    def gap(half):
+        return abs(half[y == low].mean(0) - half[y == high].mean(0)).mean()
+
+    assert gap(x[..., 28:]) > 3 * gap(x[..., :28])
+
+
+def test_drawn_set_gets_its_own_cache_folder(tmp_path):
+    """Through Hydra: dataset.generator.draw=true builds a drawn set, cached apart from the
+    default one; its group names use the drawn digits."""
+    import hydra
+
+    from hackrobust.data.datamodule import HackathonDataModule
+
+    from helpers import TINY, compose_train
+
+    def dataset(*overrides):
+        cfg = compose_train(
+            ["dataset=mnist_sum_bis", "dataset.source=digits", *TINY, *overrides], tmp_path
+        )
+        return hydra.utils.instantiate(cfg.dataset)
+
+    default, drawn, other_seed = (
+        dataset(),
+        dataset("dataset.generator.draw=true"),
+        dataset("dataset.generator.draw=true", "seed=1"),
+    )
+    assert isinstance(drawn, HackathonDataModule)
+    folders = {dm.generated_dir() for dm in (default, drawn, other_seed)}
+    assert len(folders) == 3 and None not in folders
+    drawn.setup("fit")
+    meta = drawn.data.metadata
+    assert drawn.generated_dir().exists() and "draw" in meta
+    values = meta["label_values"]
+    assert drawn.group_names[0] == ",".join(f"{f}={values[0]}" for f in meta["features"])
+
+
+def test_happyfaces_draws_its_true_feature_and_mix_rate(tmp_path):
+    from test_happyfaces import write_fake_happyfaces
+
+    from hackrobust.data.generators import make_happyfaces
+
+    data_dir = write_fake_happyfaces(tmp_path)
+    sizes = {"n_labeled": 16, "n_unlabeled": 8, "n_target": 16, "image_size": 16}
+
+    def build(**overrides):
+        return make_happyfaces(data_dir=str(data_dir), **sizes, **overrides)
+
+    default, undrawn = build(seed=0), build(seed=0, draw=False)
+    for a, b in zip(_arrays(default), _arrays(undrawn), strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert undrawn.metadata == default.metadata and "draw" not in default.metadata
+
+    drawn_sets = [build(seed=s, draw=True) for s in range(8)]
+    assert {d.metadata["true_feature"] for d in drawn_sets} == {"face", "writing"}
+    for data in drawn_sets:
+        meta = data.metadata
+        assert meta["draw"]["true_feature"] == meta["true_feature"]
+        assert 0.25 <= meta["draw"]["unlabeled_mix_rate"] == meta["unlabeled_mix_rate"] <= 0.75
+        np.testing.assert_array_equal(
+            data.y_target, data.features_target[:, meta["true_feature_index"]]
+        )

@@ -16,12 +16,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", choices=names)
     parser.add_argument("out_dir", help="the folder to create (it must not exist)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--draw",
+        action="store_true",
+        help="draw the true feature, digits and unlabeled mix rate from the seed (see draws.py)",
+    )
     parser.add_argument("--source", help="image source, e.g. mnist, digits, cifar, synthetic")
     parser.add_argument(
         "--data-dir", help="where real data sets live (default $HACKROBUST_DATA_DIR)"
     )
     args = parser.parse_args(argv)
     options = {"seed": args.seed}
+    if args.draw:
+        options["draw"] = True
     if args.source:
         options["source"] = args.source
     if args.data_dir:

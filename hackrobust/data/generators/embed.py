@@ -7,9 +7,8 @@ and mixed by a fixed random rotation, so no coordinate belongs to one side. `emb
 keeps an untrained network instead: a harder set, where a 64-d code loses part of the digit.
 
 The embedder trains and runs on one CPU thread: float sums split over threads round
-differently, training carries the difference on, and a 2-thread machine and a 1-thread one
-drew two different mnist_embed_456 sets from one seed (a DivDis run at 0.966 on one, 0.682 on
-the other). One thread gives every machine the same set.
+differently and training carries the difference on, so machines with different thread counts
+would draw different sets from one seed. One thread gives every machine the same set.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from hackrobust.data.generators.base import add_noise, build_dataset
+from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
 from hackrobust.data.generators.mnist import DigitPools
 
 VARIANTS = {"23": (2, 3), "456": (4, 5, 6)}
@@ -119,11 +119,18 @@ def make_mnist_embed(
     source: str = "mnist",
     data_dir: str | None = None,
     download: bool = True,
+    draw: bool = False,
     **split_options,
 ):
     """Embeddings (N, dim) of left/right digit images: variant "23" (2 classes, labels 2 and 3)
     or "456" (3 classes). The embedder ("trained" or "random", see the module docstring) is fixed
-    by `embed_seed`, not by the dataset seed; training it leaves the global RNGs untouched."""
+    by `embed_seed`, not by the dataset seed; training it leaves the global RNGs untouched.
+
+    `draw=True` draws, in this order: the true feature ("left" or "right"); as many distinct
+    digits out of 0-9 as the variant has classes (2 or 3), shared by both sides, in place of the
+    variant's own (the trained embedder learns all ten digits); the unlabeled mix rate in
+    `draws.MIX_RATE_RANGE` (0.25 to 0.75). The embedder does not depend on the draw.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if embedder not in EMBEDDERS:
@@ -133,6 +140,13 @@ def make_mnist_embed(
             f"embedder='trained' codes each half in dim/2: dim must be even, not {dim}"
         )
     digits = VARIANTS[variant]
+    drawn = {}
+    if draw:
+        pick = Draw(seed, f"mnist_embed_{variant}")
+        true_feature = pick.true_feature(("left", "right"))
+        digits = tuple(pick.digits("digits", len(digits)))
+        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
+        drawn = {"draw": pick.record}
     pools = DigitPools(source, data_dir, download)
     generator = torch.Generator().manual_seed(embed_seed)
     # Module construction draws from the global RNG: forked, so the caller's stays untouched.
@@ -165,7 +179,7 @@ def make_mnist_embed(
         true_feature=true_feature,
         label_values=digits,
         **split_options,
-        params={**params, "noise": noise, "source": source},
+        params={**params, "noise": noise, "source": source, **drawn},
     )
 
 

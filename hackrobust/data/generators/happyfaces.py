@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
 from hackrobust.data.generators.mnist import default_data_dir
 from hackrobust.data.layout import HackathonData
 from hackrobust.data.sources.archive import cached_arrays
@@ -166,6 +167,7 @@ def make_happyfaces(
     unlabeled_mix_rate: float = 0.5,
     target_mix_rate: float = 0.5,
     data_dir: str | None = None,
+    draw: bool = False,
 ) -> HackathonData:
     """HappyFaces in the hackathon42 layout: RGB image_size x image_size, label 1 happy face.
 
@@ -175,7 +177,17 @@ def make_happyfaces(
     100 target rows (25 per tag) and 50 unlabeled rows, the most that every unlabeled mix rate
     from 0 to 1 can have from the 25 faces per tag left. Deterministic given `seed`; the target
     rows depend on the seed only, never on the unlabeled set's size or mix rate.
+
+    `draw=True` draws from the seed (see `draws`), in this order: the true feature ("face" or
+    "writing"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75), recorded under
+    the metadata's "draw". The rows drawn for a given mix rate are those `draw=False` takes.
     """
+    drawn = None
+    if draw:
+        pick = Draw(seed, "happyfaces")
+        true_feature = pick.true_feature(FEATURES)
+        unlabeled_mix_rate = pick.mix_rate(MIX_RATE_RANGE)
+        drawn = pick.record
     if true_feature not in FEATURES:
         raise ValueError(f"true_feature {true_feature!r} is not one of {list(FEATURES)}")
     archives = load_happyfaces_archives(data_dir, image_size)
@@ -205,6 +217,8 @@ def make_happyfaces(
         (names_labeled, names_unlabeled, names_target), unlabeled_mix_rate, target_mix_rate,
         image_size,
     )  # fmt: skip
+    if drawn is not None:
+        metadata["draw"] = drawn
     return HackathonData(
         x_labeled=x_labeled,
         y_labeled=f_labeled[:, true_index].copy(),

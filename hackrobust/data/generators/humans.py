@@ -7,6 +7,7 @@ import numpy as np
 
 from hackrobust.data.exercises import default_score
 from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
+from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
 from hackrobust.data.generators.mnist import default_data_dir
 
 WORDS = ("SAD", "HAPPY")  # cue class 0, 1
@@ -35,13 +36,24 @@ def make_humans(
     noise: float = 0.02,
     source: str = "smiles",
     data_dir: str | None = None,
+    draw: bool = False,
     **split_options,
 ):
-    """1x64x64 faces; label 1 smiling. `cue`: "text" (HAPPY/SAD written) or "tint" (brightness)."""
+    """1x64x64 faces; label 1 smiling. `cue`: "text" (HAPPY/SAD written) or "tint" (brightness).
+
+    `draw=True` draws from the seed (see `draws`), in this order: the true feature ("smile" or
+    "cue"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75). `cue` stays as given.
+    """
     from hackrobust.data.sources import face_pool
 
     if cue not in ("text", "tint"):
         raise ValueError(f"cue must be 'text' or 'tint', got {cue!r}")
+    drawn = {}
+    if draw:
+        pick = Draw(seed, "humans")
+        true_feature = pick.true_feature(("smile", "cue"))
+        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
+        drawn = {"draw": pick.record}
     pools = {s: face_pool(source, data_dir or default_data_dir(), s) for s in ("train", "test")}
 
     def render(rng, features, split):
@@ -61,5 +73,5 @@ def make_humans(
         label_values=(0, 1),
         **split_options,
         default_score=default_score("humans"),
-        params={"cue": cue, "noise": noise, "source": source},
+        params={"cue": cue, "noise": noise, "source": source, **drawn},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hackrobust.data.generators.base import build_dataset
+from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
 
 
 def make_toy(
@@ -10,9 +11,20 @@ def make_toy(
     seed: int | None = 0,
     true_feature: str = "x",
     noise: float = 0.3,
+    draw: bool = False,
     **split_options,
 ):
-    """Points around (+-1, +-1): feature "x" is the sign of x, "y" the sign of y."""
+    """Points around (+-1, +-1): feature "x" is the sign of x, "y" the sign of y.
+
+    `draw=True` draws from the seed (see `draws`), in this order: the true feature ("x" or
+    "y"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75).
+    """
+    drawn = {}
+    if draw:
+        pick = Draw(seed, "toy")
+        true_feature = pick.true_feature(("x", "y"))
+        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
+        drawn = {"draw": pick.record}
 
     def render(rng, features, split):
         centres = 2.0 * features - 1.0
@@ -26,5 +38,5 @@ def make_toy(
         true_feature=true_feature,
         label_values=(0, 1),
         **split_options,
-        params={"noise": noise},
+        params={"noise": noise, **drawn},
     )

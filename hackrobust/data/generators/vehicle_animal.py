@@ -6,6 +6,7 @@ import numpy as np
 
 from hackrobust.data.exercises import default_score
 from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
+from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
 from hackrobust.data.generators.mnist import default_data_dir
 
 VEHICLES, ANIMALS = (0, 1), (2, 3)  # CIFAR-10 ids: airplane, automobile; bird, cat
@@ -18,9 +19,21 @@ def make_vehicle_animal(
     noise: float = 0.0,
     source: str = "cifar",
     data_dir: str | None = None,
+    draw: bool = False,
     **split_options,
 ):
-    """3x32x64 images. Label 0: airplane or bird, 1: automobile or cat, per the true feature."""
+    """3x32x64 images. Label 0: airplane or bird, 1: automobile or cat, per the true feature.
+
+    `draw=True` draws from the seed (see `draws`), in this order: the true feature ("vehicle"
+    or "animal"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75). The classes
+    stay the four above.
+    """
+    drawn = {}
+    if draw:
+        pick = Draw(seed, "vehicle_animal")
+        true_feature = pick.true_feature(("vehicle", "animal"))
+        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
+        drawn = {"draw": pick.record}
     from hackrobust.data.sources import object_pool
 
     pools = {s: object_pool(source, data_dir or default_data_dir(), s) for s in ("train", "test")}
@@ -46,5 +59,6 @@ def make_vehicle_animal(
             "noise": noise,
             "source": source,
             "classes": {"vehicle": ["airplane", "automobile"], "animal": ["bird", "cat"]},
+            **drawn,
         },
     )
