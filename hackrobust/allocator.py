@@ -2,10 +2,10 @@
 
 glibc serves large blocks (a batch's activations: tens of MB) with `mmap` and trims the heap
 as soon as its free top passes a small threshold, so a CPU training step unmaps its activations
-and the next one faults fresh zeroed pages in again. On the small CNN that kernel time was a
-fifth to a quarter of a CPU run's; keeping the memory made an epoch 1.25x faster
-(experiments/speed_study.py measures it). Raising the three thresholds
-makes freed blocks stay in the heap, as PyTorch's CUDA caching allocator does on the GPU.
+and the next one faults fresh zeroed pages in again; on small models that kernel time can be a
+large share of a CPU run (experiments/speed_study.py measures it). Raising the three thresholds
+(`mallopt`'s M_MMAP_THRESHOLD, M_TRIM_THRESHOLD and M_TOP_PAD) makes freed blocks stay in the
+heap, as PyTorch's CUDA caching allocator does on the GPU.
 The numbers are unchanged: only where the memory comes from.
 """
 

@@ -1,21 +1,19 @@
 """Keep, for the head the query chooses, its last epoch that still fits the held-out rows.
 
 Every candidate rule fits the labeled rows, so a head whose held-out labeled accuracy falls well
-below its best so far has stopped being one. On the low-mix set (5% of the unlabeled rows
-decorrelated) DivDis pushes its digit head to disagree on correlated rows late in training: its
-target accuracy went from 0.99 (epoch 4) to 0.90 (epoch 10) and its held-out accuracy from 0.98
-to 0.82. Only the chosen head's fit matters: on mnist_sum_bis the other head (a mix of two
-digits) drifts on the held-out rows while the chosen one keeps improving on the target, so a rule
-asking every head to fit (`val/select_last_fitting`) stopped there at epoch 1 (0.925, against
-0.962 at the last epoch).
+below its best so far has stopped being one. This happens with DivDis when few unlabeled rows are
+decorrelated (a low mix rate): late in training the diversity term can push a head to disagree
+on correlated rows, and its held-out and target accuracies fall together. Only the chosen head's
+fit matters: a wrong head (a mix of features) may drift on the held-out rows while the chosen one
+still improves on the target, so a rule asking every head to fit (`val/select_last_fitting`)
+can stop too early.
 
 `HeadFittingCheckpoints` records each head's held-out accuracy per epoch and keeps the weights of
 every epoch some hypothesis may still be selected at (at most one per head, one for all heads
-together, and the newest). After the
-query has chosen a head on the last epoch's weights, `train` predicts again with that head's
-selected epoch (`selected_epoch`), re-choosing the head there from the labels already revealed.
-A mixed class-pair hypothesis (`hackrobust.query.pair_switches`, index >= the number of heads)
-reads every head, so its epoch is the last at which every head fits.
+together, and the newest). After the query has chosen a head on the last epoch's weights, `train`
+predicts again with that head's selected epoch (`selected_epoch`), re-choosing the head there from
+the labels already revealed. A mixed class-pair hypothesis (`hackrobust.query.pair_switches`, index
+>= the number of heads) reads every head, so its epoch is the last at which every head fits.
 """
 
 from __future__ import annotations
@@ -53,9 +51,9 @@ class HeadFittingCheckpoints(L.Callback):
     Args:
         dirpath: where the weights go (`epoch_NNN.ckpt`, weights only).
         tolerance: how far below its best held-out accuracy so far a head may fall at a selected
-            epoch. The default, 0.05, is about two standard errors of a 120-row held-out split
-            near 0.95: the noise of a head that still fits stays inside it, the low-mix set's
-            fall (0.15 to 0.2) does not.
+            epoch. The default, 0.05, is about two standard errors of the held-out accuracy of
+            a head right on 19 rows in 20, on a 120-row held-out split: the noise of a head
+            that still fits stays inside it, a head that has stopped fitting falls further.
     """
 
     def __init__(self, dirpath: str | Path, tolerance: float = 0.05):

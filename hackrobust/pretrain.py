@@ -2,16 +2,16 @@
 
 A denoising autoencoder (Vincent et al., ICML 2008) whose encoder is the model's trunk: it sees
 every input the run has (labeled, unlabeled and target rows; no label, no answer key) with
-Gaussian noise added, and a small decoder rebuilds the clean input from the trunk's features.
-The trunk then starts the method's training with features that describe the whole input, not
-only what the labeled set's correlated label needs.
+Gaussian noise added (the 2008 paper zeroes a random share of the inputs instead), and a small
+decoder rebuilds the clean input from the trunk's features. The trunk then starts the method's
+training with features that describe the whole input, not only what the labeled set's
+correlated label needs.
 
-Why: on `mnist_sum_bis` (three overlaid digits) a trunk trained from scratch on the correlated
-labeled rows learns one blend of the three digits, and every head reads that blend (0.85).
-Started from the autoencoder, DivDis gave one head the first digit (0.926 to 0.946 over 3
-seeds), and on `mnist_sum` the heads separated within 10 epochs (0.983 to 0.988). The hackathon
-forbids pretrained models and training on other datasets; this trains on the exercise's own
-inputs only, which its rules allow ("it is allowed to look at the target set").
+Why: a trunk trained from scratch on the correlated labeled rows only can learn one blend of the
+features that the label follows together, and every head then reads that blend; features learnt to
+rebuild every input are meant to keep them apart for the heads to choose from. The hackathon forbids
+pretrained models and training on other datasets; this trains on the exercise's own inputs only,
+which its rules allow ("it is allowed to look at the target set").
 """
 
 from __future__ import annotations

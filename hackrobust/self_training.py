@@ -12,37 +12,33 @@ carries the pseudo-labels' rule over to the hard rows they left out.
 
 With `blend` the CSV reads the mean of the student's and the chosen head's probabilities, a
 two-member ensemble: the two learnt from different data (the head from the labeled rows, the
-student mostly from pseudo-labels) and miss partly different rows. On mnist_sum_bis (FixMatch
-student, 3 seeds) it changed nothing on the mean: 0.978 blended and alone, one seed up 0.005,
-one down 0.005 (`divdis_pretrained_self_training_fixmatch_blend`); off by default. Three
-students per round (`students`), their mean read as one, did no better there (0.977: their
-errors are shared, `divdis_pretrained_self_training_fixmatch_ensemble`), and a second round
-did worse (0.969: each second student below its first, `..._fixmatch_2rounds`).
+student mostly from pseudo-labels), so their errors may partly differ. `students` trains several
+students per round on the same pseudo-labels and reads their mean as one; `rounds` trains each
+further student on the previous one's pseudo-labels. All three are off by default.
 
 Two options aim at what the student inherits from the head. `balance_groups` draws its rows
 so that every group of (label, the other heads' predictions) weighs the same: the rows where
 the head's rule and the spurious ones disagree weigh as much as the correlated rows. `folds`
 cross-fits: each fold of target rows is predicted by students that never saw its pseudo-labels,
-so none just repeats the head's label for a row it was taught. On mnist_sum_bis neither moved
-the FixMatch student (3 seeds: 0.978 balanced, 0.976 with 2 folds; `..._fixmatch_balanced`,
-`..._fixmatch_crossfit`): its misses stay where the head's are, on rows whose first digit is
-a 1 and whose other two are not (0.91 to 0.94 there in all nine runs, the head 0.92 to 0.93):
-the student learns the head's error from the unlabeled rows, not only by memorising the
-target's labels. Both off by default. Keeping 90% of each class (`keep_fraction`) did no better
-(0.977, `..._fixmatch_keep90`): on the target rows it was taught, the student repeats the
-head's labels (0.988 to 0.994 right), and on the rest, the head's least sure, it is right 0.84
-to 0.86 of the time (`self_training/student_acc_taught` and `_untaught`, logged with an answer
-key). What moved it is `epochs`: the FixMatch student trained 30 epochs instead of 10 reached
-0.982 (0.980 to 0.985, `..._fixmatch_student30`), right 0.90 to 0.93 of the time on the rows it
-was not taught; the plain student as long did not gain (0.971 against 0.972).
+so none just repeats the head's label for a row it was taught. Both off by default.
+`keep_fraction` is the share of each predicted class kept as pseudo-labels (the most confident
+rows), and `epochs` the student's own number of epochs (the FixMatch term needs steps). With an
+answer key, the student's target accuracy is logged separately on the rows it was taught and on
+the rest (`self_training/student_acc_taught` and `_untaught`).
 
 The revealed labels are left out of the student's training: its agreement with them stays a fair
 check. A student that contradicts a revealed label the chosen head got right, or that is less
-accurate on the held-out labeled split, is discarded. On the MNIST suite it helped most where the
-head was right but unsure on decorrelated rows (mnist_sum seed 0: 0.909 to 0.937; mnist_sum_bis
-from a pretrained three-block trunk: 0.963 to 0.972, means of 3 seeds; 0.978 with the FixMatch
-term, 0.982 with it at 30 epochs) and little elsewhere; it costs a second training run, so it is
-opt-in (`self_training=pseudo_label`, `self_training=fixmatch`).
+accurate on the held-out labeled split, is discarded. The student can only help where the head
+is right but unsure on the decorrelated rows; it costs a second training run, so it is opt-in
+(`self_training=pseudo_label`, `self_training=fixmatch`). Findings per option:
+experiments/README.md.
+
+The scheme is pseudo-labelling (Lee, "Pseudo-Label: The Simple and Efficient Semi-Supervised
+Learning Method for Deep Neural Networks", ICML 2013 workshop) in the teacher-student form of
+Noisy Student (Xie et al., "Self-training with Noisy Student improves ImageNet
+classification", CVPR 2020; github.com/google-research/noisystudent). It differs from both in
+that the teacher is one head chosen by the query, the revealed labels stay out of training, and
+a student must pass the revealed labels and the held-out split to replace its teacher.
 """
 
 from __future__ import annotations

@@ -47,9 +47,9 @@ def load_hackathon_dir(path: str | os.PathLike) -> HackathonData:
       axis: (N, 1, H, W). Inputs come back as float32 (float64 and integer pixels are accepted),
       and must hold no NaN or inf.
     - Labels must be 1-D (N,) integers; a column (N, 1) is flattened. Float labels that are all
-      integral (0.0, 1.0) and booleans (as 0/1) are accepted. Labels come back as int64, in their
-      original values ({0, 1}, {0, 2}, {4, 5, 6}...); y_labeled must hold at least two classes
-      and y_val only values that y_labeled has.
+      integral (e.g. 0.0, 1.0) and booleans (as 0/1) are accepted. Labels come back as int64, in
+      their original values ({0, 1}, {0, 2}, {4, 5, 6}...); y_labeled must hold at least two
+      classes and y_val only values that y_labeled has.
     - features_* are (N, F) integer matrices with one row per row of their X file.
 
     Raises `DatasetError` for every problem found, naming the file.

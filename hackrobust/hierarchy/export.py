@@ -145,7 +145,7 @@ def worst_k_curve(per_group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def plot_worst_k_curve(
     per_group: torch.Tensor, path: Path, title: str = "", overwrite: bool = False
 ) -> Path:
-    """The worst-K curve, the challenge's secret range (10 % to 50 %) shaded, as a PNG."""
+    """The worst-K curve, the challenge's secret range of K (10 % to 50 %) shaded, as a PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -6,10 +6,10 @@ Each example is drawn with probability ``p(class) * p(group | class) / n(class, 
     p(group | class) ∝ n(class, group) ** (1 - group_temperature)   (over the groups in the class)
 
 A temperature of 0 keeps the natural frequency, 1 makes the classes (or the groups inside each
-class) equally likely, and values in between interpolate on a log scale (0.5: square-root
-frequencies); above 1 rare ones are favoured. With both at 0 every example has probability 1/N.
-Groups are counted per (class, group) cell, so a group that spans several classes is one unit in
-each of them.
+class) equally likely, and values in between interpolate on a log scale (a temperature of 0.5:
+square-root frequencies); above 1 rare ones are favoured. With both at 0 every example has
+probability 1/N. Groups are counted per (class, group) cell, so a group that spans several classes
+is one unit in each of them.
 """
 
 from __future__ import annotations

@@ -11,39 +11,30 @@ Disagreement", ICLR 2023; official code github.com/yoonholee/DivDis (`divdis.py`
 
 with two heads. The weights default to 1, as in the official toy experiment
 (`toy-classification/main.py`, aux_weight 1.0); their subpopulation runs (Waterbirds, CelebA)
-used 10 and 10. On mnist_cc with 10 and 10 both heads learnt to hedge on the decorrelated rows
-(low mutual information, no diversity); with 1 and 1 one head learnt each digit
-(`method=divdis dataset=mnist_cc dataset.source=digits method.mi_weight=10 method.reg_weight=10`
-against the defaults). One difference: the official loss averages only the non-zero pairwise
-terms, which is NaN when all are zero; here every pair counts, so the term is then 0.
+used 10 and 10 (`method.mi_weight`, `method.reg_weight`), with which both heads can learn to
+hedge on the decorrelated rows (low mutual information, no diversity). One difference: the
+official loss averages only the non-zero pairwise terms, which is NaN when all are zero; here
+every pair counts, so the term is then 0.
 
-The heads split slowly where the features are hard to tell apart: on mnist_sum (overlaid
-digits) they were still separating at the default 10 epochs (seed 0: 0.909), and 20 epochs
-(`trainer.max_epochs=20`) reached 0.976 to 0.984 over 3 seeds (experiments/hackathon_suite.py,
-`divdis_long`). With three overlaid digits (mnist_sum_bis, seed 0), DivDis with three heads and
-top-k with two or three all learnt a blend: each head agreed with every digit on about 0.8 of
-the target rows, as a majority vote does (`target/feature_agreement_head*`): the trunk, trained
-on correlated rows only, holds that blend and no digit apart. From a trunk first pretrained as an
-autoencoder on the set's inputs (`pretrain=autoencoder`) one of two heads reads the first digit
-(0.926 to 0.946 over 3 seeds; hackrobust/pretrain.py), and 0.954 to 0.968 with a third conv
-block in the trunk (`model.cnn_blocks=3`, width 32; `make study-hackathon-deep`).
+The heads split slowly where the features are hard to tell apart, so such sets may need more
+epochs (`trainer.max_epochs`). A trunk trained on correlated rows only may hold a blend of the
+features and no feature apart; every head then reads that blend, agreeing with each feature on
+part of the target rows as a majority vote does (`target/feature_agreement_head*`). Pretraining
+the trunk on the set's inputs (`pretrain=autoencoder`, hackrobust/pretrain.py) and a deeper trunk
+(`model.cnn_blocks`) aim at that.
 
 `consistency` adds FixMatch's term (hackrobust/methods/fixmatch.py) to every head: each learns
-its own rule on the unlabeled rows it is sure of, under noise and an erased square. On
-mnist_sum_bis (three blocks, cosine schedule, last epoch) the chosen head rose from 0.969 to
-0.970 over 3 seeds (0.965 to 0.972 on seed 0), within the seeds' spread, and the FixMatch
-student that follows reached 0.975 against 0.978 from the plain heads
-(`divdis_consistency_self_training_fixmatch` in the same study): off by default.
+its own rule on the unlabeled rows it is sure of, under noise and an erased square. This is
+not in the paper; off by default.
 
-With three classes the diversity term has no single optimum: 720 pairs of rules reach its
-least value on a two-feature set, "left and right" among them
-(experiments/pair_switch_degeneracy.py). On mnist_embed_456 the heads often ended on such a
-blend, each following the left digit for some classes and the right one, or a third class, for
-others (6 seeds of 10 below 0.75). `pair_switches` (on by default; it acts with two heads and
-three classes only) trains one epoch on the labeled set alone, copies that model as a
-reference, and adds `plausible_weight` x -log(each head's probability of the reference's two
-likeliest classes) on the unlabeled rows: the blends that remain are the 8 that switch heads
-per class pair, and the active query chooses among those (hackrobust/query/pair_switches.py).
+With three classes the diversity term has no single optimum: 720 pairs of rules reach its least
+value on a two-feature set, "left and right" among them (experiments/pair_switch_degeneracy.py).
+Training can end on such a blend, each head following one feature for some classes and the other
+feature, or a third class, for the rest. `pair_switches` (on by default; it acts with two heads and
+three classes only) trains one epoch on the labeled set alone, copies that model as a reference, and
+adds `plausible_weight` x -log(each head's probability of the reference's two likeliest classes) on
+the unlabeled rows: the blends that remain are the 8 that switch heads per class pair, and the
+active query chooses among those (hackrobust/query/pair_switches.py).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Which feature does a head follow? The share of rows where its prediction is each feature's.
 
-Every target row of a generated dataset shows each feature (left digit, colour, ...) as a
-class, and its group id says which: the id read as a base-K number gives the class of each of
-the F features (as `HackathonDataModule.group_of` writes it). A head that learnt feature f
-agrees with it on every row (1.0) and with another feature only where the two agree (0.5 on a
-two-feature target set at mix rate 0.5); a head that blends the features (a majority vote of
-three digits) agrees with none of them fully.
+Every target row of a generated dataset shows each feature (left digit, colour, ...) as a class, and
+its group id says which: the id read as a base-K number gives the class of each of the F features
+(as `HackathonDataModule.group_of` writes it). A head that learnt feature f agrees with it on every
+row (agreement 1) and with another feature only where the two agree (on half the rows of a
+two-feature target set at mix rate 0.5); a head that blends the features (a majority vote of three
+digits) agrees with none of them fully.
 Counts are kept per group and class, so the metric is correct under DDP.
 """
 

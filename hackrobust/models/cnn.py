@@ -39,7 +39,8 @@ def small_cnn(
 
     Pooling to a grid (not to 1x1) keeps *where* things are: on a two-digit image the heads must
     be able to tell the left digit from the right one. A third block (with `pool` 3x3, what is
-    left of 28x28) reads overlaid digits better (mnist_sum_bis; see `model=auto`'s `cnn_blocks`).
+    left of 28x28) adds depth and a wider receptive field, for features that overlap in the
+    image such as overlaid digits (see `model=auto`'s `cnn_blocks`).
 
     `channels_last`: keep the conv weights and activations in NHWC order, which oneDNN's CPU
     convolutions (and CUDA's tensor cores) run faster; the results are the same up to rounding.

@@ -1,48 +1,42 @@
 """Submit or abstain: a JSON report next to the CSV, and the line printed at the end of a run.
 
-With several heads, the revealed rows are where the heads disagree, so they say *which* head
-is right, not how accurate it is. The estimate combines both. By default the chosen head is
-taken to be as accurate on the target rows as on the held-out labeled split. That errs high
-under shift (the target has rows where the spurious feature no longer goes with the label):
-on mnist_embed_456 it said "submit" for heads at 0.79 and 0.74. With the active query's
-`atc_score` set, it is estimated instead with Average Thresholded Confidence (ATC; Garg et
-al., "Leveraging Unlabeled Data to Predict Out-of-Distribution Performance", ICLR 2022): a
-threshold t on the head's confidence (its largest probability, ATC-MC; the negative entropy,
-ATC-NE, is the other choice) is chosen so that the share of held-out rows above t is the
-held-out accuracy; the share of target rows above t estimates the target accuracy. It cannot
-see rows the head gets wrong with confidence, so under a strong shift it still errs high; with
-a perfect held-out split it errs low (t is then the least sure held-out row: on
-mnist_uniform_color_random_row a head at 0.995 was estimated at 0.76 and the verdict was to
-abstain, which is why it is not the default). It is computed apart where every head agrees
-(a_agree) and where they disagree (a_dis); there the head is right as often if it is the true
-head (posterior P) and wrong as often if not:
+With several heads, the revealed rows are where the heads disagree, so they say *which* head is
+right, not how accurate it is. The estimate combines both. By default the chosen head is taken to be
+as accurate on the target rows as on the held-out labeled split. That errs high under shift (the
+target has rows where the spurious feature no longer goes with the label). With the active query's
+`atc_score` set, it is estimated instead with Average Thresholded Confidence (ATC; Garg et al.,
+"Leveraging Unlabeled Data to Predict Out-of-Distribution Performance", ICLR 2022; official code
+github.com/saurabhgarg1996/ATC_code): a threshold t on the head's confidence (its largest
+probability, ATC-MC; the negative entropy, ATC-NE, is the other choice) is chosen so that the share
+of held-out rows above t is the held-out accuracy; the share of target rows above t estimates the
+target accuracy. It cannot see rows the head gets wrong with confidence, so under a strong shift it
+still errs high; with a perfect held-out split it errs low (t is then the least sure held-out row,
+and every target row less sure than that counts as wrong), so it is not the default. It is computed
+apart where every head agrees (a_agree) and where they disagree (a_dis); there the head is right as
+often if it is the true head (posterior P) and wrong as often if not:
 
     accuracy ~= agree x a_agree + (1 - agree) x (P x a_dis + (1 - P) x (1 - a_dis))
 
 The interval carries the uncertainty of the held-out accuracy (a 90% Wilson interval, each end
-turned into its own threshold). The disagreement part never exceeds what the revealed labels
-there allow (the 95% quantile of a Beta(1 + right, 1 + wrong) posterior). Without held-out
-confidences (the default), a_agree = a_dis = the held-out accuracy. When the chosen head
-contradicts a revealed label, no head is the true rule everywhere: the disagreement part is then
-scored from the revealed labels (Beta posterior) and the verdict is to keep the default. That
-needs the heads to have been told apart (posterior at least DECIDED), else see below. With one
-head there is nothing to choose; its revealed labels are a small random sample, scored with a
-Beta(1 + right, 1 + wrong) posterior. So are several heads that the revealed labels did not
-separate (the chosen head's posterior below DECIDED): the heads then mostly agree, which means
-the disagreement objective failed and they may share the spurious rule, so the rows where they
-agree are no longer held-out-like (mnist_sum at width 32, seed 0: both heads blended the two
-digits, posterior 0.53, estimated 0.996, true 0.796; vehicle_animal, seed 0: both heads the
-same blend, agreeing on 93% of the rows, posterior 0.80, the chosen head right on 3 of 5: the
-held-out split for the agreement region said 0.89, the revealed labels alone 0.57, true 0.64).
+turned into its own threshold). The disagreement part never exceeds what the revealed labels there
+allow (the 95% quantile of a Beta(1 + right, 1 + wrong) posterior). Without held-out confidences
+(the default), a_agree = a_dis = the held-out accuracy. When the chosen head contradicts a revealed
+label, no head is the true rule everywhere: the disagreement part is then scored from the revealed
+labels (Beta posterior) and the verdict is to keep the default. That needs the heads to have been
+told apart (posterior at least DECIDED), else see below. With one head there is nothing to choose;
+its revealed labels are a small random sample, scored with a Beta(1 + right, 1 + wrong) posterior.
+So are several heads that the revealed labels did not separate (the chosen head's posterior below
+DECIDED): the heads then mostly agree, which means the disagreement objective failed and they may
+share the spurious rule, so the rows where they agree are no longer held-out-like: the held-out
+split would say the shared spurious rule is right there.
 
-Where the heads agree they can be wrong together, and no revealed label looks there. One bound
-needs no label: a head that predicts class c on a share q_c of the target rows, whose true share
-is p_c, is right on at most sum_c min(p_c, q_c) = 1 - TV(p, q) of them. Taking the labeled set's
-class shares for p (`class_prior`; the hackathon's target sets keep them), the estimate and its
-interval are capped there. Top-k on the low-mix set, seed 1: a colour head and an AND head that
-disagree only where AND is right, both wrong on every digit-1-on-colour-0 row; every revealed
-label agreed, estimated 0.975, true 0.729; the AND head predicts 1 on a quarter of the rows, not
-half, which bounds it at 0.75.
+Where the heads agree they can be wrong together, and no revealed label looks there. One bound needs
+no label: a head that predicts class c on a share q_c of the target rows, whose true share is p_c,
+is right on at most sum_c min(p_c, q_c) = 1 - TV(p, q) of them. Taking the labeled set's class
+shares for p (`class_prior`; the hackathon's target sets keep them), the estimate and its interval
+are capped there. For example, a head that predicts class 1 on a quarter of the rows of a target
+whose two classes are balanced is right on at most three quarters of them, whatever the revealed
+labels said.
 """
 
 from __future__ import annotations
@@ -59,7 +53,7 @@ from scipy import stats
 from hackrobust.submission import write_atomically
 
 Z90 = 1.6449
-# ATC-MC: closer than ATC-NE to the truth on the shifted MNIST runs (mnist_embed_456), same elsewhere.
+# The confidence score ATC thresholds unless told otherwise: the largest probability (ATC-MC).
 ATC_SCORE = "max_probability"
 # The chosen head's posterior from which the revealed labels count as having picked a rule.
 DECIDED = 0.9

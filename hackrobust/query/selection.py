@@ -12,10 +12,9 @@ beside any other), neither may be the rule: two rules on two features of a targe
 kinds of decorrelated row disagree both ways. The gain cannot see it; after the first label it
 keeps asking the kind of row that decided the posterior, where the chosen head is right. So
 once one head is decided (posterior >= `verify_after`) and the heads are nested, the remaining
-labels go to random rows where the heads disagree. On a low-mix set, top-k left a head that
-predicted 0 everywhere beside an OR head; the gain sent all five labels to the one group where
-"always 0" is right, the report said submit, and the head scored 0.64 against a default of 0.8.
-Random rows there are label 1 two times in three.
+labels go to random rows where the heads disagree, which reach the kinds of row the gain
+would skip: a head that predicts 0 everywhere, beside an OR head, would otherwise be checked
+only on the rows where 0 is the right label.
 """
 
 from __future__ import annotations
