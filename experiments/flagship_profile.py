@@ -80,19 +80,22 @@ def py_spy() -> str | None:
     return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
 
 
-def sample_shares(path: Path) -> dict[str, float]:
-    """The share of py-spy's samples whose innermost frame does each kind of work."""
+def sample_shares(path: Path, top: int = 40) -> dict[str, float]:
+    """The share of py-spy's samples whose innermost frame is each function (the `top` ones)."""
     data = json.loads(path.read_text())
     frames, profile = data["shared"]["frames"], data["profiles"][0]
     counts, total = collections.Counter(), 0.0
     for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
-        if not stack:
-            continue
-        total += weight
-        name = frames[stack[-1]]["name"]
-        kind = next((k for k, names in KINDS.items() if name in names), "other")
-        counts[kind] += weight
-    return {kind: counts[kind] / total for kind in [*KINDS, "other"]}
+        if stack:
+            total += weight
+            counts[frames[stack[-1]]["name"]] += weight
+    return {name: count / total for name, count in counts.most_common(top)}
+
+
+def kind_of(frame: str) -> str:
+    """The kind of work of a py-spy frame name such as `Conv2d._conv_forward`."""
+    last = frame.rsplit(".", 1)[-1]
+    return next((k for k, names in KINDS.items() if frame in names or last in names), "other")
 
 
 def table(records: list[dict]) -> str:
@@ -111,9 +114,17 @@ def table(records: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def shares_table(record: dict) -> str:
+def shares_table(record: dict, top: int = 8) -> str:
+    """The share of samples per kind of work, then the busiest innermost frames."""
+    shares = record["profile"]
+    kinds = collections.Counter()
+    for frame, share in shares.items():
+        kinds[kind_of(frame)] += share
+    kinds["other"] += 1 - sum(shares.values())  # the frames past the top ones kept
     rows = ["| work | share of samples |", "|---|---|"]
-    rows += [f"| {kind} | {share:.0%} |" for kind, share in record["profile"].items()]
+    rows += [f"| {kind} | {kinds[kind]:.0%} |" for kind in [*KINDS, "other"]]
+    rows += ["", "| busiest innermost frames | share |", "|---|---|"]
+    rows += [f"| `{frame}` | {share:.0%} |" for frame, share in list(shares.items())[:top]]
     return "\n".join(rows)
 
 
