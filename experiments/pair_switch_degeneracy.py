@@ -11,7 +11,7 @@ that reach the least value (DivDis's diversity term at its optimum), and among t
 where each head predicts, on a cell (a, b), a or b (what the `plausible_weight` term asks).
 With K = 2 the least value belongs to "left and right" alone; with K = 3 it belongs to 720
 pairs, and the plausible ones are 8: per pair of classes, which head follows the left digit
-(hackrobust/query/pair_switches.py). Writes experiments/results/pair_switch_degeneracy.md.
+(hackrobust/methods/pair_switches.py). Writes experiments/results/pair_switch_degeneracy.md.
 """
 
 from __future__ import annotations

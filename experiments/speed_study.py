@@ -7,7 +7,7 @@ with the same optimizer, for the same epochs, with no validation, logging or che
 runs in its own subprocess so peak memory is its own. Reported: median epoch time (the first
 epoch left out), samples per second, the Lightning / plain ratio, and peak memory (RSS on CPU,
 allocated memory on CUDA). Both keep freed host memory as `python -m hackrobust.train` does
-(`host_memory_cache`, hackrobust/allocator.py); a third row runs Lightning on malloc's defaults
+(`host_memory_cache`, hackrobust/utils/allocator.py); a third row runs Lightning on malloc's defaults
 (`host_memory_cache=null`) to show what that setting is worth. Writes
 experiments/results/speed_study.md; real MNIST from $HACKROBUST_DATA_DIR, or `--offline` for the
 bundled digits.
@@ -42,8 +42,8 @@ def build(args):
     import hydra
     from hydra import compose, initialize_config_dir
 
-    from hackrobust.allocator import keep_freed_memory
-    from hackrobust.config import CONFIG_DIR
+    from hackrobust.utils.allocator import keep_freed_memory
+    from hackrobust.utils.config import CONFIG_DIR
 
     overrides = [f"dataset={args.dataset}", "method=erm", f"seed={args.seed}", *args.extra]
     if args.offline:

@@ -182,7 +182,7 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "--out", "experiments/results/pair_switches",
          "--title", "Class-pair switches on mnist_embed_456 (three classes), 10 seeds",
          "--note",
-         "With and without method.pair_switches (hackrobust/query/pair_switches.py): plain "
+         "With and without method.pair_switches (hackrobust/methods/pair_switches.py): plain "
          "DivDis, and the one recipe (make study NAME=hackathon-one-recipe). Why: "
          "experiments/results/pair_switch_degeneracy.md (python "
          "experiments/pair_switch_degeneracy.py)."],

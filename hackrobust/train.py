@@ -20,17 +20,17 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from hackrobust import dashboards
-from hackrobust.allocator import keep_freed_memory
-from hackrobust.config import CONFIG_DIR, print_config
-from hackrobust.instantiate import instantiate_entries, instantiate_named
 from hackrobust.stages import Run, run_stages
 from hackrobust.submission import SubmissionExistsError
+from hackrobust.utils.allocator import keep_freed_memory
+from hackrobust.utils.config import CONFIG_DIR, print_config
 from hackrobust.utils.console import (
     EpochProgress,
     announce,
     print_header,
     quiet_third_parties,
 )
+from hackrobust.utils.instantiate import instantiate_entries, instantiate_named
 from hackrobust.utils.timing import timings_line
 
 log = logging.getLogger(__name__)

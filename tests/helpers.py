@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from hackrobust.config import CONFIG_DIR
+from hackrobust.utils.config import CONFIG_DIR
 
 # Tiny sizes for generated datasets: enough rows for every class and group, seconds to train.
 TINY = [
@@ -77,7 +77,7 @@ def student_recipe(cfg: DictConfig):
     from the run: the model, optimizer and schedule partials, and the run's trainer settings."""
     import hydra
 
-    from hackrobust.self_training import StudentRecipe
+    from hackrobust.training.self_training import StudentRecipe
 
     return StudentRecipe(
         model=hydra.utils.instantiate(cfg.model),

@@ -4,7 +4,7 @@ import platform
 
 import pytest
 
-from hackrobust.allocator import keep_freed_memory
+from hackrobust.utils.allocator import keep_freed_memory
 
 
 @pytest.mark.skipif(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from hackrobust.config import CONFIG_DIR
+from hackrobust.utils.config import CONFIG_DIR
 
 from helpers import compose_train, options
 

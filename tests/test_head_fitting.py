@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from hackrobust.head_fitting import HeadFittingCheckpoints, last_fitting_epoch
 from hackrobust.reveal import OracleRevealer
 from hackrobust.submission import read_submission
 from hackrobust.train import train
+from hackrobust.training.head_fitting import HeadFittingCheckpoints, last_fitting_epoch
 
 from helpers import compose_train, offline_overrides
 

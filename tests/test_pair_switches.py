@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from hackrobust.query.pair_switches import (
+from hackrobust.methods.pair_switches import (
     applies,
     class_pairs,
     hypothesis_names,

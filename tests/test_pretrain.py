@@ -6,9 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from hackrobust import self_training
-from hackrobust.pretrain import all_inputs, decoder_for, pretrain_trunk, trunk_state, trunks_of
 from hackrobust.train import train
+from hackrobust.training import self_training
+from hackrobust.training.pretrain import (
+    all_inputs,
+    decoder_for,
+    pretrain_trunk,
+    trunk_state,
+    trunks_of,
+)
 
 from helpers import build_run, compose_train, offline_overrides, student_recipe, trainer_factory
 

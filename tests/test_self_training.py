@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from hackrobust import self_training
 from hackrobust.methods import FixMatch
-from hackrobust.query.callback import target_probabilities
-from hackrobust.self_training import confident_rows, pseudo_label_rows, pseudo_labeled_set
+from hackrobust.methods.inference import target_probabilities
 from hackrobust.submission import read_submission
 from hackrobust.train import train
+from hackrobust.training import self_training
+from hackrobust.training.self_training import confident_rows, pseudo_label_rows, pseudo_labeled_set
 
 from helpers import build_run, compose_train, offline_overrides, student_recipe
 

@@ -9,8 +9,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from hackrobust.config import CONFIG_DIR
 from hackrobust.submission import read_submission
+from hackrobust.utils.config import CONFIG_DIR
 
 from helpers import TINY
 

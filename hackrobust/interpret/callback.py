@@ -11,7 +11,7 @@ import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
 from hackrobust.interpret.attribution import METHODS, attribution_figure, head_attributions
-from hackrobust.query.callback import target_probabilities
+from hackrobust.methods.inference import target_probabilities
 from hackrobust.utils.timing import TimedCallback
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class AttributionMaps(TimedCallback, L.Callback):
         every_run: if the file exists (another fit into the same folder), write the next free
             name (`attributions_1.png`, ...); False keeps the existing file and draws nothing.
             A second predict stage of the same trainer (the chosen head's fitting epoch,
-            hackrobust/head_fitting.py) redraws its own file: the maps are of the last weights.
+            hackrobust/training/head_fitting.py) redraws its own file: the maps are of the last weights.
     """
 
     timing_name = "attribution_maps"

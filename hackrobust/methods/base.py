@@ -15,7 +15,7 @@ there, +inf elsewhere. Every candidate rule fits the labeled rows, so a head tha
 the held-out ones is no longer one: with few decorrelated unlabeled rows, DivDis can push a head
 to disagree on correlated rows late in training, and its held-out accuracy falls with its target
 accuracy. Asking every head to fit is too strict where a wrong head drifts:
-`hackrobust.head_fitting` judges the chosen head alone.
+`hackrobust.training.head_fitting` judges the chosen head alone.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from hackrobust.metrics import (
     feature_names_of_groups,
     worst_k_accuracy,
 )
+from hackrobust.metrics.fitting import still_fits
 
 # Above this many groups, per-group accuracies are not logged one metric each.
 MAX_NAMED_GROUPS = 64
@@ -256,7 +257,7 @@ class BaseMethod(L.LightningModule):
         accuracy = torch.stack([metric.compute() for metric in self.heldout_accuracy]).cpu()
         best = self.best_heldout_accuracy
         self.best_heldout_accuracy = best = accuracy if best is None else best.maximum(accuracy)
-        fitting = bool((accuracy >= best - self.fit_tolerance).all())
+        fitting = still_fits(accuracy.tolist(), best.tolist(), self.fit_tolerance)
         self.log("val/select_last_fitting", -float(self.current_epoch) if fitting else torch.inf)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

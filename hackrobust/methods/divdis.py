@@ -20,7 +20,7 @@ The heads split slowly where the features are hard to tell apart, so such sets m
 epochs (`trainer.max_epochs`). A trunk trained on correlated rows only may hold a blend of the
 features and no feature apart; every head then reads that blend, agreeing with each feature on
 part of the target rows as a majority vote does (`target/feature_agreement_head*`). Pretraining
-the trunk on the set's inputs (`pretrain=autoencoder`, hackrobust/pretrain.py) and a deeper trunk
+the trunk on the set's inputs (`pretrain=autoencoder`, hackrobust/training/pretrain.py) and a deeper trunk
 (`model.cnn_blocks`) aim at that.
 
 `consistency` adds FixMatch's term (hackrobust/methods/fixmatch.py) to every head: each learns
@@ -34,7 +34,7 @@ feature, or a third class, for the rest. `pair_switches` (on by default; it acts
 three classes only) trains one epoch on the labeled set alone, copies that model as a reference, and
 adds `plausible_weight` x -log(each head's probability of the reference's two likeliest classes) on
 the unlabeled rows: the blends that remain are the 8 that switch heads per class pair, and the
-active query chooses among those (hackrobust/query/pair_switches.py).
+active query chooses among those (hackrobust/methods/pair_switches.py).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ import torch
 
 from hackrobust.methods.base import BaseMethod
 from hackrobust.methods.fixmatch import Consistency
+from hackrobust.methods.pair_switches import applies as pair_switches_apply
+from hackrobust.methods.pair_switches import hypothesis_names, with_pair_switches
 from hackrobust.metrics.head_agreement import mean_pairwise, pairwise_mutual_information
-from hackrobust.query.pair_switches import applies as pair_switches_apply
-from hackrobust.query.pair_switches import hypothesis_names, with_pair_switches
 
 REFERENCE_KEY = "plausibility_reference"  # the checkpoint entry of the frozen reference model
 
@@ -80,7 +80,7 @@ class DivDis(BaseMethod):
     ):
         """`consistency`: `Consistency`'s arguments (hackrobust/methods/fixmatch.py) to add
         FixMatch's term on the unlabeled batch, per head; None leaves it out, {} is its defaults.
-        `pair_switches`: with two heads and three classes (hackrobust/query/pair_switches.py),
+        `pair_switches`: with two heads and three classes (hackrobust/methods/pair_switches.py),
         train the first `plausible_after` epochs without the diversity term, copy the model as
         a reference, then add `plausible_weight` x the plausibility term, and offer the active
         query the class-pair hypotheses beside the heads. Elsewhere it changes nothing."""

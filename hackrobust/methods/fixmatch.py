@@ -17,7 +17,7 @@ operations would alter the very features these datasets are about.
 
 Alone it learns whatever rule the labeled set gives it. It is made for the self-training student
 (`self_training=fixmatch`), whose labeled set holds the chosen head's confident pseudo-labels:
-the term carries them over to the rows the head was least sure of (hackrobust/self_training.py).
+the term carries them over to the rows the head was least sure of (hackrobust/training/self_training.py).
 It needs steps: the student's `self_training.epochs` may be set above the run's. The term
 itself, `Consistency`, also serves DivDis (`method.consistency`), where each head learns its
 own rule on the rows it is sure of.

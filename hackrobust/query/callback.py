@@ -23,6 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from hackrobust.methods.inference import target_probabilities, trunk_features
 from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
@@ -32,38 +33,10 @@ from hackrobust.utils.timing import TimedCallback
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def _evaluate(module: L.LightningModule, x: torch.Tensor, forward, batch_size: int) -> torch.Tensor:
-    """`forward` over `x` in batches, in eval mode (restoring the module's mode after)."""
-    was_training = module.training
-    module.eval()
-    try:
-        return torch.cat([forward(c.to(module.device)).float().cpu() for c in x.split(batch_size)])
-    finally:
-        module.train(was_training)
-
-
-def target_probabilities(
-    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
-) -> np.ndarray:
-    """Every head's softmax on every row, and the rules the method builds from them (its
-    `probabilities`, BaseMethod.add_hypotheses): (N, hypotheses, classes)."""
-    forward = getattr(module, "probabilities", lambda c: module(c).float().softmax(-1))
-    return _evaluate(module, x, forward, batch_size).numpy()
-
-
 def names_of_hypotheses(module: L.LightningModule, count: int, label_values) -> list[str]:
     """The method's name for each of the `count` hypotheses ("head 0", ... by default)."""
     names = getattr(module, "hypothesis_names", None)
     return names(label_values) if names else [f"head {h}" for h in range(count)]
-
-
-def trunk_features(
-    module: L.LightningModule, x: torch.Tensor, batch_size: int = 1024
-) -> np.ndarray:
-    """The shared trunk's features of each row, standardised per dimension: (N, D)."""
-    feats = _evaluate(module, x, module.net.features, batch_size)
-    return ((feats - feats.mean(0)) / feats.std(0).clamp_min(1e-6)).numpy()
 
 
 def holdout_accuracy(holdout_probs: np.ndarray, labels: torch.Tensor) -> dict:

@@ -1,4 +1,4 @@
-"""Predict again with the chosen head's last epoch that still fits (`hackrobust.head_fitting`)."""
+"""Predict again with the chosen head's last epoch that still fits (`hackrobust.training.head_fitting`)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Before fit: the trunk learns to rebuild the dataset's own inputs (`hackrobust.pretrain`)."""
+"""Before fit: the trunk learns to rebuild the dataset's own inputs (`hackrobust.training.pretrain`)."""
 
 from __future__ import annotations
 
-from hackrobust.pretrain import pretrain_trunk, trunk_state
 from hackrobust.stages.run import Run
+from hackrobust.training.pretrain import pretrain_trunk, trunk_state
 
 
 class Pretrain:

@@ -1,25 +1,25 @@
 """After the head is chosen: a student learns its rule from pseudo-labels
-(`hackrobust.self_training`)."""
+(`hackrobust.training.self_training`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from hackrobust.predict import score_target
-from hackrobust.self_training import (
+from hackrobust.stages.run import Run
+from hackrobust.training.self_training import (
     SelfTrainingResult,
     SelfTrainingSettings,
     StudentRecipe,
     self_train,
 )
-from hackrobust.stages.run import Run
 
 
 class SelfTraining:
     """Train students on the chosen head's pseudo-labels, with the run's model, optimizer,
     schedule and trainer settings, from the pretrained trunk if the run has one. A student that
     passes its checks replaces the head in the probabilities and the choice. Settings:
-    `hackrobust.self_training.SelfTrainingSettings`."""
+    `hackrobust.training.self_training.SelfTrainingSettings`."""
 
     def __init__(self, **settings):
         SelfTrainingSettings(**settings)  # refused here, before any training

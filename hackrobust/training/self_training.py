@@ -56,10 +56,10 @@ import torch
 from hackrobust.data.datamodule import UNKNOWN, HackathonDataModule
 from hackrobust.data.in_memory import TensorDict
 from hackrobust.methods import ERM, FixMatch
-from hackrobust.pretrain import trunks_of
-from hackrobust.query.callback import target_probabilities
+from hackrobust.methods.inference import target_probabilities
 from hackrobust.query.report import confidence
-from hackrobust.side_trainer import side_trainer
+from hackrobust.training.pretrain import trunks_of
+from hackrobust.training.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from hackrobust.data.in_memory import TensorDict, pass_through
-from hackrobust.side_trainer import side_trainer
+from hackrobust.training.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ can stop too early.
 every epoch some hypothesis may still be selected at (at most one per head, one for all heads
 together, and the newest). After the query has chosen a head on the last epoch's weights, `train`
 predicts again with that head's selected epoch (`selected_epoch`), re-choosing the head there from
-the labels already revealed. A mixed class-pair hypothesis (`hackrobust.query.pair_switches`, index
+the labels already revealed. A mixed class-pair hypothesis (`hackrobust.methods.pair_switches`, index
 >= the number of heads) reads every head, so its epoch is the last at which every head fits.
 """
 
@@ -24,10 +24,9 @@ from pathlib import Path
 
 import lightning as L
 
-log = logging.getLogger(__name__)
+from hackrobust.metrics.fitting import still_fits
 
-# Held-out accuracies are fractions of a few hundred rows: equal ones must compare equal.
-_SLACK = 1e-9
+log = logging.getLogger(__name__)
 
 
 def last_fitting_epoch(
@@ -40,7 +39,7 @@ def last_fitting_epoch(
     for epoch in sorted(history):
         accuracy = [history[epoch][h] for h in heads]
         best = [max(b, a) for b, a in zip(best, accuracy, strict=True)]
-        if all(a >= b - tolerance - _SLACK for a, b in zip(accuracy, best, strict=True)):
+        if still_fits(accuracy, best, tolerance):
             selected = epoch
     return selected
 

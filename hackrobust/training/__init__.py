@@ -1,0 +1,1 @@
+"""Training beside the method's own fit: pretraining, self-training students, the epochs kept."""
