@@ -224,3 +224,53 @@ def test_docstrings_and_config_comments_carry_at_most_five_result_figures():
         f"{len(found)} result-like figures in docstrings/comments (at most "
         f"{MAX_RESULT_FIGURES}); move them to experiments/README.md:\n" + "\n".join(found)
     )
+
+
+# --- Short functions, a short README ------------------------------------------------------------
+# A function reads in one screen: a longer one is split into named helpers, one idea each. The
+# entry point, hackrobust/train.py, reads top to bottom, so its functions are shorter still. The
+# README is the user's manual; findings live in experiments/README.md.
+
+MAX_FUNCTION_LINES = 60
+MAX_TRAIN_FUNCTION_LINES = 40
+MAX_README_LINES = 250
+
+
+def long_functions(source: str, limit: int) -> list[tuple[int, str, int]]:
+    """(line, name, length) of every function of `source` longer than `limit` lines, nested
+    ones included; a function runs from its `def` to its last line (decorators not counted)."""
+    import ast
+
+    return [
+        (node.lineno, node.name, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.end_lineno - node.lineno + 1 > limit
+    ]
+
+
+def test_function_length_counts_nested_functions_and_not_decorators():
+    source = "@decorator\ndef outer():\n    def inner():\n        return 1\n\n    return inner\n"
+    assert long_functions(source, 4) == [(2, "outer", 5)]
+    assert long_functions(source, 1) == [(2, "outer", 5), (3, "inner", 2)]
+
+
+def test_every_function_is_short():
+    train = ROOT / "hackrobust" / "train.py"
+    found = []
+    for path in sorted((ROOT / "hackrobust").rglob("*.py")):
+        limit = MAX_TRAIN_FUNCTION_LINES if path == train else MAX_FUNCTION_LINES
+        for line, name, length in long_functions(path.read_text(), limit):
+            found.append(f"{path.relative_to(ROOT)}:{line}: {name} has {length} lines (> {limit})")
+    assert not found, (
+        f"functions longer than {MAX_FUNCTION_LINES} lines ({MAX_TRAIN_FUNCTION_LINES} in "
+        "hackrobust/train.py); split them into named helpers:\n" + "\n".join(found)
+    )
+
+
+def test_the_readme_is_short():
+    lines = len((ROOT / "README.md").read_text().splitlines())
+    assert lines <= MAX_README_LINES, (
+        f"README.md has {lines} lines (at most {MAX_README_LINES}): it is the user's manual; "
+        "move findings to experiments/README.md"
+    )

@@ -138,23 +138,9 @@ class HierarchicalDataModule(L.LightningDataModule):
         verify: bool = False,
     ):
         super().__init__()
-        if (path is None) == (generator is None):
-            raise ValueError(
-                "give exactly one of dataset.path (a folder in the iNat2021 layout) and "
-                "dataset.generator"
-            )
-        if not 0 <= holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-        sampler = dict(sampler or {})
-        if unknown := set(sampler) - set(SAMPLER_KEYS):
-            raise ValueError(f"unknown sampler keys {sorted(unknown)}; use {SAMPLER_KEYS}")
-        if head_only and not backbone_checkpoint:
-            raise ValueError(
-                "head_only needs the backbone's weights: pass model.checkpoint=FILE (or "
-                "dataset.backbone_checkpoint=FILE), a torchvision resnet50 state_dict"
-            )
-        if (head_only or generator is not None) and not cache_dir:
-            raise ValueError("head_only and generator keep files in dataset.cache_dir: set it")
+        sampler = _checked_options(
+            path, generator, cache_dir, holdout_fraction, sampler, head_only, backbone_checkpoint
+        )
         self.path = Path(path).expanduser() if path is not None else None
         self.generator = generator
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
@@ -224,27 +210,46 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.taxonomy, self.test_taxonomy = train, test
         level, group_level = self.target_level, self.group_level
         self.class_names = train.class_names(level)
-        group_rows = sorted(
-            {tuple(r) for t in (train, test) if t is not None for r in t.names[group_level - 1]}
-        )
-        self.group_names = ["_".join(row) for row in group_rows]
-        group_ids = {row: i for i, row in enumerate(group_rows)}
-
+        self.group_names, group_ids = _group_ids((train, test), group_level)
         y = train.labels(level)
         group = _renumber(train, group_level, group_ids)
         holdout = stratified_holdout(y, self.holdout_fraction, self.split_seed)
-        if test is not None:
-            class_ids = {tuple(r): i for i, r in enumerate(train.names[level - 1])}
-            test_y = _renumber(test, level, class_ids)
-            test_group = _renumber(test, group_level, group_ids)
-        elif holdout.any():
-            log.warning("No test/ split under %s: the held-out split is the target", self.folder)
-        else:
-            raise ValueError(
-                f"{self.folder} has no test/ split and holdout_fraction is 0: nothing to "
-                "evaluate; add a test/ folder or set dataset.holdout_fraction > 0"
-            )
+        test_labels = self._test_labels(train, test, group_ids, holdout)
+        x_target = self._make_sets(train, test, test_labels, y, group, holdout)
+        self.label_values = np.arange(train.num_classes(level))
+        self.data = HierarchicalData(
+            x_labeled=train.paths,
+            y_labeled=np.asarray(y),
+            x_target=x_target,
+            y_target=self.target_set.tensors["y"].numpy(),
+            metadata={
+                "source": str(self.folder),
+                "target_level": level,
+                "group_level": group_level,
+                "class_names": self.class_names,
+                "target_split": "test" if test is not None else "holdout",
+            },
+        )
+        self._log_sizes()
 
+    def _test_labels(self, train, test, group_ids, holdout) -> tuple[np.ndarray, ...] | None:
+        """The test split's (class, group) ids, numbered as train's; without a test split, None
+        (the held-out rows stand in; an error when there are none)."""
+        if test is not None:
+            class_ids = {tuple(r): i for i, r in enumerate(train.names[self.target_level - 1])}
+            test_y = _renumber(test, self.target_level, class_ids)
+            return test_y, _renumber(test, self.group_level, group_ids)
+        if holdout.any():
+            log.warning("No test/ split under %s: the held-out split is the target", self.folder)
+            return None
+        raise ValueError(
+            f"{self.folder} has no test/ split and holdout_fraction is 0: nothing to "
+            "evaluate; add a test/ folder or set dataset.holdout_fraction > 0"
+        )
+
+    def _make_sets(self, train, test, test_labels, y, group, holdout) -> np.ndarray:
+        """Set `train_set`, `train_eval_set`, `holdout_set` and `target_set`, as images or as the
+        backbone's features; return the target rows' image paths."""
         features = self._features(train) if self.head_only else None
         train_rows, val_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
         self.train_set = _subset(
@@ -265,30 +270,19 @@ class HierarchicalDataModule(L.LightningDataModule):
         else:
             test_features = self._features(test) if self.head_only else None
             everything = np.arange(len(test))
-            target = (test, test_features, everything, everything, test_y, test_group)
+            target = (test, test_features, everything, everything, *test_labels)
         self.target_set = _subset(*target, self.eval_transform)
+        return target[0].paths[target[2]]
 
-        self.label_values = np.arange(train.num_classes(level))
-        self.data = HierarchicalData(
-            x_labeled=train.paths,
-            y_labeled=np.asarray(y),
-            x_target=target[0].paths[target[2]],
-            y_target=self.target_set.tensors["y"].numpy(),
-            metadata={
-                "source": str(self.folder),
-                "target_level": level,
-                "group_level": group_level,
-                "class_names": self.class_names,
-                "target_split": "test" if test is not None else "holdout",
-            },
-        )
+    def _log_sizes(self) -> None:
+        """Log the class and group counts and the size of every set."""
         log.info(
             "%s: %d classes at level %d, %d groups at level %d; train %d, val %d, target %d",
             self.folder,
             self.num_classes,
-            level,
+            self.target_level,
             self.num_groups,
-            group_level,
+            self.group_level,
             len(self.train_set),
             len(self.holdout_set),
             len(self.target_set),
@@ -381,6 +375,37 @@ class HierarchicalDataModule(L.LightningDataModule):
         return self._loader(self.target_set, self.eval_batch_size)
 
 
+def _checked_options(
+    path: str | None,
+    generator: Callable | None,
+    cache_dir: str | None,
+    holdout_fraction: float,
+    sampler: Mapping | None,
+    head_only: bool,
+    backbone_checkpoint: str | None,
+) -> dict:
+    """Refuse a configuration the datamodule cannot serve, saying which setting to change;
+    return the sampler settings as a dict."""
+    if (path is None) == (generator is None):
+        raise ValueError(
+            "give exactly one of dataset.path (a folder in the iNat2021 layout) and "
+            "dataset.generator"
+        )
+    if not 0 <= holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    sampler = dict(sampler or {})
+    if unknown := set(sampler) - set(SAMPLER_KEYS):
+        raise ValueError(f"unknown sampler keys {sorted(unknown)}; use {SAMPLER_KEYS}")
+    if head_only and not backbone_checkpoint:
+        raise ValueError(
+            "head_only needs the backbone's weights: pass model.checkpoint=FILE (or "
+            "dataset.backbone_checkpoint=FILE), a torchvision resnet50 state_dict"
+        )
+    if (head_only or generator is not None) and not cache_dir:
+        raise ValueError("head_only and generator keep files in dataset.cache_dir: set it")
+    return sampler
+
+
 def _subset(taxonomy, features, rows, idx, y, group, transform) -> Dataset:
     """Rows `rows` of a split (y and group indexed by split row), as images or as features."""
     if features is None:
@@ -389,6 +414,15 @@ def _subset(taxonomy, features, rows, idx, y, group, transform) -> Dataset:
     return TensorDict(
         x=features[torch.as_tensor(rows)], **{k: torch.as_tensor(v) for k, v in labels.items()}
     )
+
+
+def _group_ids(
+    splits: tuple[Taxonomy, Taxonomy | None], level: int
+) -> tuple[list[str], dict[tuple, int]]:
+    """Names and ids of the level-`level` groups of every split (None: absent), in sorted
+    root-to-node order."""
+    rows = sorted({tuple(r) for t in splits if t is not None for r in t.names[level - 1]})
+    return ["_".join(row) for row in rows], {row: i for i, row in enumerate(rows)}
 
 
 def _renumber(taxonomy: Taxonomy, level: int, ids: dict[tuple, int]) -> np.ndarray:

@@ -92,21 +92,7 @@ class Taxonomy:
             log.warning("skipping %s: %s", path, reason)
             skipped.append((str(path), reason))
 
-        folders, species, files = [], [], []
-        for entry in sorted(os.scandir(root), key=lambda e: e.name):
-            if entry.name.startswith(".") or not entry.is_dir():
-                continue
-            levels = _parse_folder_name(entry.name)
-            if isinstance(levels, str):
-                bad(Path(entry.path), levels)
-                continue
-            images = _list_images(Path(entry.path), extensions, verify, bad)
-            if not images:
-                bad(Path(entry.path), "no usable image in this species folder; add or remove it")
-                continue
-            folders.append(entry.name)
-            species.append(levels)
-            files.append(images)
+        folders, species, files = _scan_species(root, extensions, verify, bad)
         if not folders:
             raise TaxonomyError(
                 f"{root} holds no usable species folder ({len(skipped)} skipped): expected "
@@ -114,13 +100,7 @@ class Taxonomy:
             )
 
         folder_nodes, names = _number_nodes(np.array(species))
-        paths = np.array(
-            [
-                os.fsencode(f"{folder}/{image}")
-                for folder, images in zip(folders, files, strict=True)
-                for image in images
-            ]
-        )
+        paths = _image_paths(folders, files)
         nodes = np.repeat(folder_nodes, [len(images) for images in files], axis=0)
         nodes.flags.writeable = False
         return cls(root=root, paths=paths, nodes=nodes, names=names, skipped=tuple(skipped))
@@ -178,6 +158,40 @@ def _parse_folder_name(name: str) -> tuple[str, ...] | str:
     if not all(parts[1:]):
         return f"folder name has an empty level name ({FOLDER_FORMAT}); rename it"
     return tuple(parts[1:])
+
+
+def _scan_species(
+    root: Path, extensions: tuple[str, ...], verify: bool, bad
+) -> tuple[list[str], list[tuple[str, ...]], list[list[str]]]:
+    """(folder names, level names, image file names) of every usable species folder of `root`,
+    in name order; `bad(path, reason)` is called for each unusable folder or file."""
+    folders, species, files = [], [], []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not entry.is_dir():
+            continue
+        levels = _parse_folder_name(entry.name)
+        if isinstance(levels, str):
+            bad(Path(entry.path), levels)
+            continue
+        images = _list_images(Path(entry.path), extensions, verify, bad)
+        if not images:
+            bad(Path(entry.path), "no usable image in this species folder; add or remove it")
+            continue
+        folders.append(entry.name)
+        species.append(levels)
+        files.append(images)
+    return folders, species, files
+
+
+def _image_paths(folders: list[str], files: list[list[str]]) -> np.ndarray:
+    """(N,) bytes ``folder/file`` of every image, file-system encoded, folder by folder."""
+    return np.array(
+        [
+            os.fsencode(f"{folder}/{image}")
+            for folder, images in zip(folders, files, strict=True)
+            for image in images
+        ]
+    )
 
 
 def _list_images(folder: Path, extensions: tuple[str, ...], verify: bool, bad) -> list[str]:

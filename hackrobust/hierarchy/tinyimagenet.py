@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -66,20 +67,7 @@ def build_tinyimagenet_tree(
     classes. Refuses an existing `out_dir`; the folder appears complete or not at all.
     """
     source, out = Path(source_dir), Path(out_dir)
-    for name in (INDEX, HIERARCHY, ARCHIVE):
-        if not (source / name).is_file():
-            raise FileNotFoundError(
-                f"{source / name} not found: source_dir must be the tinyimagenet_hier folder "
-                f"holding {INDEX}, {HIERARCHY} and {ARCHIVE}"
-            )
-    if not 1 <= min_train <= max_train or test_per_species < 1:
-        raise ValueError(
-            f"need 1 <= min_train <= max_train and test_per_species >= 1, got {min_train}, "
-            f"{max_train}, {test_per_species}: every species needs an image in each split"
-        )
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; remove it or choose another out_dir")
-
+    _check_arguments(source, out, max_train, min_train, test_per_species)
     species, wnids = _read_species(source / HIERARCHY, skip_top, only_animals)
     images = _read_index(source / INDEX, set(wnids))
     rng = np.random.default_rng(seed)
@@ -90,18 +78,11 @@ def build_tinyimagenet_tree(
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    records = []
     try:
         with zipfile.ZipFile(source / ARCHIVE) as archive:
-            for i, (levels, wnid, count) in enumerate(
-                zip(species, wnids, train_counts, strict=True)
-            ):
-                folder = "_".join((f"{i:05d}", *levels))
-                train = _pick(rng, images["train", wnid], count)
-                test = _pick(rng, images["val", wnid], n_test)
-                for split, members in (("train", train), ("test", test)):
-                    _copy_members(archive, members, tmp / split / folder)
-                records.append({"folder": folder, "wnid": wnid, "train": len(train)})
+            records = _write_species(
+                archive, rng, zip(species, wnids, train_counts, strict=True), images, n_test, tmp
+            )
         metadata = {
             "source": "tinyimagenet_hier",
             "seed": seed,
@@ -118,6 +99,47 @@ def build_tinyimagenet_tree(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _check_arguments(
+    source: Path, out: Path, max_train: int, min_train: int, test_per_species: int
+) -> None:
+    """Refuse a source folder that lacks a file, impossible counts, or an existing `out`."""
+    for name in (INDEX, HIERARCHY, ARCHIVE):
+        if not (source / name).is_file():
+            raise FileNotFoundError(
+                f"{source / name} not found: source_dir must be the tinyimagenet_hier folder "
+                f"holding {INDEX}, {HIERARCHY} and {ARCHIVE}"
+            )
+    if not 1 <= min_train <= max_train or test_per_species < 1:
+        raise ValueError(
+            f"need 1 <= min_train <= max_train and test_per_species >= 1, got {min_train}, "
+            f"{max_train}, {test_per_species}: every species needs an image in each split"
+        )
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; remove it or choose another out_dir")
+
+
+def _write_species(
+    archive: zipfile.ZipFile,
+    rng: np.random.Generator,
+    classes: Iterable[tuple[tuple[str, ...], str, int]],
+    images: dict[tuple[str, str], list[str]],
+    n_test: int,
+    tmp: Path,
+) -> list[dict]:
+    """Copy each class's chosen images into ``tmp/{train,test}/NNNNN_L1_..._L7/``; `classes`
+    holds (level names, wnid, train count) in id order. Per class, draws its train images, then
+    its test images. Returns a record (folder, wnid, train count) per species."""
+    records = []
+    for i, (levels, wnid, count) in enumerate(classes):
+        folder = "_".join((f"{i:05d}", *levels))
+        train = _pick(rng, images["train", wnid], count)
+        test = _pick(rng, images["val", wnid], n_test)
+        for split, members in (("train", train), ("test", test)):
+            _copy_members(archive, members, tmp / split / folder)
+        records.append({"folder": folder, "wnid": wnid, "train": len(train)})
+    return records
 
 
 def _read_species(

@@ -94,13 +94,7 @@ def attribution_figure(
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    x = _numpy(x)
-    maps = [np.abs(_numpy(a)) for a in attributions]
-    if x.ndim not in (2, 4) or any(m.shape != x.shape for m in maps):
-        shapes = [m.shape for m in maps]
-        raise ValueError(
-            f"expected x (N, C, H, W) or (N, D) and maps alike, got {x.shape}, {shapes}"
-        )
+    x, maps = _checked_maps(x, attributions)
     n, heads = len(x), len(maps)
     head_titles = list(head_titles or [f"head {h}" for h in range(heads)])
     row_titles = list(row_titles or [f"example {i}" for i in range(n)])
@@ -112,30 +106,58 @@ def attribution_figure(
     FigureCanvasAgg(fig)
     axes = fig.subplots(n, heads + 1, squeeze=False)
     for i in range(n):
-        if image:
-            _show_image(axes[i, 0], x[i])
-        else:
-            _bars(axes[i, 0], x[i], "tab:blue")
-        # Horizontal: a rotated multi-line title is wider than a short image row is high.
-        axes[i, 0].set_ylabel(row_titles[i], fontsize=7, rotation=0, ha="right", va="center")
-        for h, head_maps in enumerate(maps):
-            ax = axes[i, h + 1]
-            if image:
-                heat = head_maps[i].sum(axis=0)
-                ax.imshow(heat, cmap="inferno", vmin=0, vmax=heat.max() or 1)
-                _no_ticks(ax)
-            else:
-                _bars(ax, head_maps[i], "tab:red")
-            if i == 0:
-                ax.set_title(head_titles[h], fontsize=9)
+        titles = head_titles if i == 0 else None
+        _draw_row(axes[i], x[i], [head_maps[i] for head_maps in maps], row_titles[i], titles)
     axes[0, 0].set_title("input", fontsize=9)
+    _write_png(fig, path, overwrite)
+    return path
 
+
+def _checked_maps(
+    x: np.ndarray | torch.Tensor, attributions: Sequence[np.ndarray | torch.Tensor]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """`x` and the absolute maps as float32 arrays; refuses inputs that are neither images nor
+    vectors, and maps shaped otherwise."""
+    x = _numpy(x)
+    maps = [np.abs(_numpy(a)) for a in attributions]
+    if x.ndim not in (2, 4) or any(m.shape != x.shape for m in maps):
+        shapes = [m.shape for m in maps]
+        raise ValueError(
+            f"expected x (N, C, H, W) or (N, D) and maps alike, got {x.shape}, {shapes}"
+        )
+    return x, maps
+
+
+def _draw_row(axes, x: np.ndarray, maps: list[np.ndarray], title: str, head_titles) -> None:
+    """One example's row: its input (titled `title` at the left), then each head's map, a heat
+    map summed over channels for an image, bars for a vector; `head_titles` (or None) titles
+    the head cells."""
+    image = x.ndim == 3
+    if image:
+        _show_image(axes[0], x)
+    else:
+        _bars(axes[0], x, "tab:blue")
+    # Horizontal: a rotated multi-line title is wider than a short image row is high.
+    axes[0].set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
+    for h, head_map in enumerate(maps):
+        ax = axes[h + 1]
+        if image:
+            heat = head_map.sum(axis=0)
+            ax.imshow(heat, cmap="inferno", vmin=0, vmax=heat.max() or 1)
+            _no_ticks(ax)
+        else:
+            _bars(ax, head_map, "tab:red")
+        if head_titles is not None:
+            ax.set_title(head_titles[h], fontsize=9)
+
+
+def _write_png(fig: Figure, path: Path, overwrite: bool) -> None:
+    """Render `fig` to PNG in memory, then write it to `path` (its folder made if need be)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb" if overwrite else "xb") as file:  # "xb": never replace a file
         file.write(buffer.getvalue())
-    return path
 
 
 def _numpy(a: np.ndarray | torch.Tensor) -> np.ndarray:

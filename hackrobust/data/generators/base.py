@@ -51,9 +51,9 @@ def build_dataset(
         features = assign_features(rng, n, n_features, n_classes, mix_rate)
         return np.ascontiguousarray(render(rng, features, split), dtype=np.float32), features
 
-    x_labeled, f_labeled = draw(n_labeled, labeled_mix_rate, "train")
-    x_unlabeled, f_unlabeled = draw(n_unlabeled, unlabeled_mix_rate, "train")
-    x_target, f_target = draw(n_target, target_mix_rate, "test")
+    labeled = draw(n_labeled, labeled_mix_rate, "train")
+    unlabeled = draw(n_unlabeled, unlabeled_mix_rate, "train")
+    target = draw(n_target, target_mix_rate, "test")
     metadata = {
         "name": name,
         "features": list(feature_names),
@@ -70,6 +70,21 @@ def build_dataset(
         "default_score": default_score,
         **(params or {}),
     }
+    return _with_answer_key(values, true_index, labeled, unlabeled, target, metadata)
+
+
+def _with_answer_key(
+    values: np.ndarray,
+    true_index: int,
+    labeled: tuple[np.ndarray, np.ndarray],
+    unlabeled: tuple[np.ndarray, np.ndarray],
+    target: tuple[np.ndarray, np.ndarray],
+    metadata: dict,
+) -> HackathonData:
+    """The three drawn (inputs, feature classes) sets as a `HackathonData`: every feature class
+    is stored as its label value (`values[class]`), and the labels are the true feature's."""
+    (x_labeled, f_labeled), (x_unlabeled, f_unlabeled) = labeled, unlabeled
+    x_target, f_target = target
     return HackathonData(
         x_labeled=x_labeled,
         y_labeled=values[f_labeled[:, true_index]],

@@ -131,6 +131,32 @@ def make_mnist_embed(
     variant's own (the trained embedder learns all ten digits); the unlabeled mix rate in
     `draws.MIX_RATE_RANGE` (0.25 to 0.75). The embedder does not depend on the draw.
     """
+    _check_options(variant, embedder, dim)
+    digits = VARIANTS[variant]
+    drawn = {}
+    if draw:
+        true_feature, digits, mix_rate, record = _drawn_options(seed, variant, len(digits))
+        split_options["unlabeled_mix_rate"] = mix_rate
+        drawn = {"draw": record}
+    pools = DigitPools(source, data_dir, download)
+    embed = _fixed_embedder(embedder, dim, pools, embed_seed, embedder_epochs, embedder_images)
+    params = {"variant": variant, "dim": dim, "embedder": embedder, "embed_seed": embed_seed}
+    if embedder == "trained":
+        params |= {"embedder_epochs": embedder_epochs, "embedder_images": embedder_images}
+    return build_dataset(
+        name=f"mnist_embed_{variant}",
+        seed=seed,
+        render=_embedding_renderer(pools, digits, embed, noise),
+        feature_names=("left", "right"),
+        true_feature=true_feature,
+        label_values=digits,
+        **split_options,
+        params={**params, "noise": noise, "source": source, **drawn},
+    )
+
+
+def _check_options(variant: str, embedder: str, dim: int) -> None:
+    """Refuse an unknown variant or embedder, and an odd `dim` for the trained embedder."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     if embedder not in EMBEDDERS:
@@ -139,25 +165,35 @@ def make_mnist_embed(
         raise ValueError(
             f"embedder='trained' codes each half in dim/2: dim must be even, not {dim}"
         )
-    digits = VARIANTS[variant]
-    drawn = {}
-    if draw:
-        pick = Draw(seed, f"mnist_embed_{variant}")
-        true_feature = pick.true_feature(("left", "right"))
-        digits = tuple(pick.digits("digits", len(digits)))
-        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
-        drawn = {"draw": pick.record}
-    pools = DigitPools(source, data_dir, download)
+
+
+def _drawn_options(
+    seed: int | None, variant: str, n_classes: int
+) -> tuple[str, tuple[int, ...], float, dict]:
+    """`draw=True`'s true feature, digits and unlabeled mix rate, drawn in that order, and the
+    record of the draw."""
+    pick = Draw(seed, f"mnist_embed_{variant}")
+    true_feature = pick.true_feature(("left", "right"))
+    digits = tuple(pick.digits("digits", n_classes))
+    mix_rate = pick.mix_rate(MIX_RATE_RANGE)
+    return true_feature, digits, mix_rate, pick.record
+
+
+def _fixed_embedder(
+    embedder: str, dim: int, pools: DigitPools, embed_seed: int, epochs: int, max_images: int
+) -> nn.Module:
+    """The pair embedder, fixed by `embed_seed`, built on one thread with the global RNGs forked
+    (module construction draws from them), so the caller's stay untouched."""
     generator = torch.Generator().manual_seed(embed_seed)
-    # Module construction draws from the global RNG: forked, so the caller's stays untouched.
     with torch.random.fork_rng(devices=[]), one_thread():
         if embedder == "random":
-            embed = _random_embedder(dim, generator)
-        else:
-            digit_embedder = _train_digit_embedder(
-                pools, dim // 2, generator, embedder_epochs, embedder_images
-            )
-            embed = _PairEmbedder(digit_embedder, dim, generator)
+            return _random_embedder(dim, generator)
+        digit_embedder = _train_digit_embedder(pools, dim // 2, generator, epochs, max_images)
+        return _PairEmbedder(digit_embedder, dim, generator)
+
+
+def _embedding_renderer(pools: DigitPools, digits, embed: nn.Module, noise: float):
+    """The renderer of `build_dataset`: a noisy left/right digit pair per row, embedded."""
 
     def render(rng, features, split):
         left = pools.sample(rng, split, digits, features[:, 0])
@@ -168,19 +204,7 @@ def make_mnist_embed(
                 [embed(chunk) for chunk in torch.from_numpy(images).split(1024)]
             ).numpy()
 
-    params = {"variant": variant, "dim": dim, "embedder": embedder, "embed_seed": embed_seed}
-    if embedder == "trained":
-        params |= {"embedder_epochs": embedder_epochs, "embedder_images": embedder_images}
-    return build_dataset(
-        name=f"mnist_embed_{variant}",
-        seed=seed,
-        render=render,
-        feature_names=("left", "right"),
-        true_feature=true_feature,
-        label_values=digits,
-        **split_options,
-        params={**params, "noise": noise, "source": source, **drawn},
-    )
+    return render
 
 
 # 2: the embedder runs on one thread (sets cached before came from the machine's thread count).

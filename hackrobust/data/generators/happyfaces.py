@@ -184,34 +184,22 @@ def make_happyfaces(
     """
     drawn = None
     if draw:
-        pick = Draw(seed, "happyfaces")
-        true_feature = pick.true_feature(FEATURES)
-        unlabeled_mix_rate = pick.mix_rate(MIX_RATE_RANGE)
-        drawn = pick.record
+        true_feature, unlabeled_mix_rate, drawn = _drawn_options(seed)
     if true_feature not in FEATURES:
         raise ValueError(f"true_feature {true_feature!r} is not one of {list(FEATURES)}")
     archives = load_happyfaces_archives(data_dir, image_size)
     labeled_rng, target_rng, unlabeled_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
     )
-
-    labeled = archives["labeled"]
-    half = {CORRELATED[0]: n_labeled // 2, CORRELATED[1]: n_labeled - n_labeled // 2}
-    rows_labeled = _take(
-        _shuffled_by_tag(labeled, labeled_rng), half, "labeled", ARCHIVES["labeled"]
-    )
-    validation = archives["validation"]
-    pool = _shuffled_by_tag(validation, target_rng)
-    where = ARCHIVES["validation"]
-    rows_target = _take(pool, _tag_counts(target_rng, n_target, target_mix_rate), "target", where)
-    counts_unlabeled = _tag_counts(unlabeled_rng, n_unlabeled, unlabeled_mix_rate)
-    rows_unlabeled = _take(pool, counts_unlabeled, "unlabeled", where + " after the target")
-
+    labeled, validation = archives["labeled"], archives["validation"]
+    rows_labeled = _labeled_rows(labeled, labeled_rng, n_labeled)
+    rows_target, rows_unlabeled = _validation_rows(
+        validation, target_rng, unlabeled_rng, (n_target, target_mix_rate),
+        (n_unlabeled, unlabeled_mix_rate),
+    )  # fmt: skip
     x_labeled, f_labeled, names_labeled = _subset(labeled, rows_labeled, labeled_rng)
     x_target, f_target, names_target = _subset(validation, rows_target, target_rng)
     x_unlabeled, f_unlabeled, names_unlabeled = _subset(validation, rows_unlabeled, unlabeled_rng)
-    true_index = FEATURES.index(true_feature)
-
     metadata = _metadata(
         true_feature, seed, (f_labeled, f_unlabeled, f_target),
         (names_labeled, names_unlabeled, names_target), unlabeled_mix_rate, target_mix_rate,
@@ -219,6 +207,55 @@ def make_happyfaces(
     )  # fmt: skip
     if drawn is not None:
         metadata["draw"] = drawn
+    return _with_answer_key(
+        (x_labeled, f_labeled), (x_unlabeled, f_unlabeled), (x_target, f_target),
+        FEATURES.index(true_feature), metadata,
+    )  # fmt: skip
+
+
+def _drawn_options(seed: int | None) -> tuple[str, float, dict]:
+    """`draw=True`'s true feature and unlabeled mix rate, drawn in that order, and the record of
+    the draw."""
+    pick = Draw(seed, "happyfaces")
+    return pick.true_feature(FEATURES), pick.mix_rate(MIX_RATE_RANGE), pick.record
+
+
+def _labeled_rows(labeled: dict, rng: np.random.Generator, n_labeled: int) -> np.ndarray:
+    """Row indices of `n_labeled` labeled faces: half FHWH, the other half (and an odd one) FSWS,
+    each tag's rows in a random order."""
+    half = {CORRELATED[0]: n_labeled // 2, CORRELATED[1]: n_labeled - n_labeled // 2}
+    return _take(_shuffled_by_tag(labeled, rng), half, "labeled", ARCHIVES["labeled"])
+
+
+def _validation_rows(
+    validation: dict,
+    target_rng: np.random.Generator,
+    unlabeled_rng: np.random.Generator,
+    target: tuple[int, float],
+    unlabeled: tuple[int, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint target and unlabeled row indices of the validation faces; `target` and
+    `unlabeled` are each (size, mix rate). The target's rng shuffles every tag's rows and the
+    target takes its rows first, so they depend on neither the unlabeled size nor its rate."""
+    (n_target, target_mix_rate), (n_unlabeled, unlabeled_mix_rate) = target, unlabeled
+    pool = _shuffled_by_tag(validation, target_rng)
+    where = ARCHIVES["validation"]
+    rows_target = _take(pool, _tag_counts(target_rng, n_target, target_mix_rate), "target", where)
+    counts_unlabeled = _tag_counts(unlabeled_rng, n_unlabeled, unlabeled_mix_rate)
+    rows_unlabeled = _take(pool, counts_unlabeled, "unlabeled", where + " after the target")
+    return rows_target, rows_unlabeled
+
+
+def _with_answer_key(
+    labeled: tuple[np.ndarray, np.ndarray],
+    unlabeled: tuple[np.ndarray, np.ndarray],
+    target: tuple[np.ndarray, np.ndarray],
+    true_index: int,
+    metadata: dict,
+) -> HackathonData:
+    """The (images, features) sets as a `HackathonData`, labelled by feature `true_index`."""
+    (x_labeled, f_labeled), (x_unlabeled, f_unlabeled) = labeled, unlabeled
+    x_target, f_target = target
     return HackathonData(
         x_labeled=x_labeled,
         y_labeled=f_labeled[:, true_index].copy(),
