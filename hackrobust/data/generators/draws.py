@@ -80,3 +80,18 @@ class Draw:
         rate = min(max(rate, low), high)
         self.record["unlabeled_mix_rate"] = rate
         return rate
+
+
+def feature_and_mix_rate(
+    draw: bool, seed: int | None, name: str, features: Sequence[str], true_feature: str,
+    split_options: dict,
+) -> tuple[str, dict]:  # fmt: skip
+    """For generators with nothing else to draw: `(true_feature, extra metadata)`, as given
+    without `draw`; with it, the true feature drawn among `features` and the unlabeled mix rate
+    in MIX_RATE_RANGE, written into `split_options`, and the draw recorded."""
+    if not draw:
+        return true_feature, {}
+    pick = Draw(seed, name)
+    true_feature = pick.true_feature(features)
+    split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
+    return true_feature, {"draw": pick.record}

@@ -7,7 +7,7 @@ import numpy as np
 
 from hackrobust.data.exercises import default_score
 from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
-from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
+from hackrobust.data.generators.draws import feature_and_mix_rate
 from hackrobust.data.generators.mnist import default_data_dir
 
 WORDS = ("SAD", "HAPPY")  # cue class 0, 1
@@ -48,12 +48,9 @@ def make_humans(
 
     if cue not in ("text", "tint"):
         raise ValueError(f"cue must be 'text' or 'tint', got {cue!r}")
-    drawn = {}
-    if draw:
-        pick = Draw(seed, "humans")
-        true_feature = pick.true_feature(("smile", "cue"))
-        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
-        drawn = {"draw": pick.record}
+    true_feature, drawn = feature_and_mix_rate(
+        draw, seed, "humans", ("smile", "cue"), true_feature, split_options
+    )
     pools = {s: face_pool(source, data_dir or default_data_dir(), s) for s in ("train", "test")}
 
     def render(rng, features, split):

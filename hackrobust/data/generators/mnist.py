@@ -210,7 +210,30 @@ def make_mnist_constant_image_random_row(**kwargs):
     return make_mnist_constant_image(random_side=True, **kwargs)
 
 
-def make_mnist_uniform_color_random_row(
+def make_mnist_uniform_color_random_row(**kwargs):
+    """A digit and a 28x28 patch of uniform intensity `colors[class]`, on random sides.
+
+    `draw=True` draws, in this order: the true feature ("digit" or "color"); `len(digits)`
+    distinct digits out of 0-9 (class i keeps `colors[i]`); the unlabeled mix rate in
+    `draws.MIX_RATE_RANGE` (0.25 to 0.75).
+    """
+    return _uniform_color(**{"name": "mnist_uniform_color_random_row"} | kwargs)
+
+
+def make_mnist_uniform_color_low_mix_rate(*, unlabeled_mix_rate: float = 0.05, **kwargs):
+    """The uniform-colour dataset with few decorrelated unlabeled examples (default 5%).
+
+    `draw=True` draws as `make_mnist_uniform_color_random_row` does, but the unlabeled mix rate
+    stays low: uniform in `draws.LOW_MIX_RATE_RANGE` (0.02 to 0.1).
+    """
+    return _uniform_color(
+        **{"name": "mnist_uniform_color_low_mix_rate"} | kwargs,
+        mix_rate_range=LOW_MIX_RATE_RANGE,
+        unlabeled_mix_rate=unlabeled_mix_rate,
+    )
+
+
+def _uniform_color(
     *,
     seed: int | None = 0,
     digits: Sequence[int] = (0, 1),
@@ -222,43 +245,7 @@ def make_mnist_uniform_color_random_row(
     download: bool = True,
     name: str = "mnist_uniform_color_random_row",
     draw: bool = False,
-    **split_options,
-):
-    """A digit and a 28x28 patch of uniform intensity `colors[class]`, on random sides.
-
-    `draw=True` draws, in this order: the true feature ("digit" or "color"); `len(digits)`
-    distinct digits out of 0-9 (class i keeps `colors[i]`); the unlabeled mix rate in
-    `draws.MIX_RATE_RANGE` (0.25 to 0.75).
-    """
-    return _uniform_color(
-        seed=seed,
-        digits=digits,
-        colors=colors,
-        true_feature=true_feature,
-        noise=noise,
-        source=source,
-        data_dir=data_dir,
-        download=download,
-        name=name,
-        draw=draw,
-        mix_rate_range=MIX_RATE_RANGE,
-        **split_options,
-    )
-
-
-def _uniform_color(
-    *,
-    seed,
-    digits,
-    colors,
-    true_feature,
-    noise,
-    source,
-    data_dir,
-    download,
-    name,
-    draw,
-    mix_rate_range,
+    mix_rate_range: tuple[float, float] = MIX_RATE_RANGE,
     **split_options,
 ):
     """Both uniform-colour datasets; a draw takes its mix rate in `mix_rate_range`."""
@@ -288,42 +275,6 @@ def _uniform_color(
         download=download,
         **split_options,
         params={"colors": list(colors), **params},
-    )
-
-
-def make_mnist_uniform_color_low_mix_rate(
-    *,
-    seed: int | None = 0,
-    digits: Sequence[int] = (0, 1),
-    colors: Sequence[float] = (0.3, 0.7),
-    true_feature: str = "digit",
-    noise: float = 0.1,
-    source: str = "mnist",
-    data_dir: str | None = None,
-    download: bool = True,
-    unlabeled_mix_rate: float = 0.05,
-    draw: bool = False,
-    **split_options,
-):
-    """The uniform-colour dataset with few decorrelated unlabeled examples (default 5%).
-
-    `draw=True` draws as `make_mnist_uniform_color_random_row` does, but the unlabeled mix rate
-    stays low: uniform in `draws.LOW_MIX_RATE_RANGE` (0.02 to 0.1).
-    """
-    return _uniform_color(
-        seed=seed,
-        digits=digits,
-        colors=colors,
-        true_feature=true_feature,
-        noise=noise,
-        source=source,
-        data_dir=data_dir,
-        download=download,
-        name="mnist_uniform_color_low_mix_rate",
-        draw=draw,
-        mix_rate_range=LOW_MIX_RATE_RANGE,
-        unlabeled_mix_rate=unlabeled_mix_rate,
-        **split_options,
     )
 
 

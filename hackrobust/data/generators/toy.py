@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hackrobust.data.generators.base import build_dataset
-from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
+from hackrobust.data.generators.draws import feature_and_mix_rate
 
 
 def make_toy(
@@ -19,12 +19,9 @@ def make_toy(
     `draw=True` draws from the seed (see `draws`), in this order: the true feature ("x" or
     "y"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75).
     """
-    drawn = {}
-    if draw:
-        pick = Draw(seed, "toy")
-        true_feature = pick.true_feature(("x", "y"))
-        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
-        drawn = {"draw": pick.record}
+    true_feature, drawn = feature_and_mix_rate(
+        draw, seed, "toy", ("x", "y"), true_feature, split_options
+    )
 
     def render(rng, features, split):
         centres = 2.0 * features - 1.0

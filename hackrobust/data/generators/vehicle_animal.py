@@ -6,7 +6,7 @@ import numpy as np
 
 from hackrobust.data.exercises import default_score
 from hackrobust.data.generators.base import add_noise, build_dataset, sample_images
-from hackrobust.data.generators.draws import MIX_RATE_RANGE, Draw
+from hackrobust.data.generators.draws import feature_and_mix_rate
 from hackrobust.data.generators.mnist import default_data_dir
 
 VEHICLES, ANIMALS = (0, 1), (2, 3)  # CIFAR-10 ids: airplane, automobile; bird, cat
@@ -28,12 +28,9 @@ def make_vehicle_animal(
     or "animal"); the unlabeled mix rate in `draws.MIX_RATE_RANGE` (0.25 to 0.75). The classes
     stay the four above.
     """
-    drawn = {}
-    if draw:
-        pick = Draw(seed, "vehicle_animal")
-        true_feature = pick.true_feature(("vehicle", "animal"))
-        split_options["unlabeled_mix_rate"] = pick.mix_rate(MIX_RATE_RANGE)
-        drawn = {"draw": pick.record}
+    true_feature, drawn = feature_and_mix_rate(
+        draw, seed, "vehicle_animal", ("vehicle", "animal"), true_feature, split_options
+    )
     from hackrobust.data.sources import object_pool
 
     pools = {s: object_pool(source, data_dir or default_data_dir(), s) for s in ("train", "test")}
