@@ -1,14 +1,17 @@
 """Where a flagship run's time goes: seconds per stage under each speed option, in one study.
 
-    python experiments/flagship_profile.py [--dataset mnist_sum_bis] [--seed 0] [--epochs 2]
+    python experiments/flagship_profile.py [--datasets mnist_sum_bis] [--seed 0] [--epochs 2]
                                            [--variants base bf16 channels_last bf16_channels_last]
-                                           [--py-spy]
+                                           [--experiment flagship] [--extra trainer=gpu ...]
+                                           [--py-spy] [--out experiments/results/NAME]
 
-Runs `experiment=flagship` with every stage cut to `--epochs` epochs (pretraining, DivDis, the
-student), once per variant, one after the other, and tables each stage's seconds (the run's own
-`timings/<stage>`), the total, and its ratio to the first variant's, all measured in this study
-on this machine. Per-epoch costs, not the recipe's accuracy: the target accuracy after so few
-epochs is shown for reading only. With `--py-spy` the first variant runs under py-spy's sampling
+Runs `experiment=flagship` on each dataset with every stage cut to `--epochs` epochs
+(pretraining, DivDis, the student; 0 keeps the recipe's own), once per variant, one after the
+other, and tables each stage's seconds (the run's own `timings/<stage>`), the total, and its
+ratio to the dataset's first variant, all measured in this study on this machine. `--extra`
+overrides go to every run: `--extra trainer=gpu` times the recipe on a GPU, unchanged (make
+study NAME=flagship-gpu). With cut epochs these are per-epoch costs, not the recipe's accuracy:
+the target accuracy is shown for reading only. With `--py-spy` the first variant runs under py-spy's sampling
 profiler (`pip install py-spy`), and the table adds the share of samples in each kind of work.
 Finished runs are kept in `<out>.jsonl`; a stopped study resumes. Real MNIST from
 $HACKROBUST_DATA_DIR.
@@ -45,33 +48,42 @@ KINDS = {
 }
 
 
-def command(args, variant: str, run_dir: Path) -> list[str]:
+def command(args, dataset: str, variant: str, run_dir: Path) -> list[str]:
     epochs = args.epochs
+    cut = [f"trainer.max_epochs={epochs}", f"pretrain.epochs={epochs}",
+           f"self_training.epochs={epochs}"] if epochs else []  # fmt: skip
     return [
-        sys.executable, "-m", "hackrobust.train", "experiment=flagship",
-        f"dataset={args.dataset}", f"seed={args.seed}", "query=oracle", "logger=none",
-        f"trainer.max_epochs={epochs}", f"pretrain.epochs={epochs}",
-        f"self_training.epochs={epochs}", "trainer.enable_progress_bar=false",
-        *VARIANTS[variant], f"hydra.run.dir={run_dir}",
+        sys.executable, "-m", "hackrobust.train", f"experiment={args.experiment}",
+        f"dataset={dataset}", f"seed={args.seed}", "query=oracle", "logger=none", *cut,
+        "trainer.enable_progress_bar=false", *VARIANTS[variant], *args.extra,
+        f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
 
 
-def run(args, variant: str, profile: bool, log_dir: Path) -> dict:
-    run_dir = log_dir / variant
-    argv = command(args, variant, run_dir)
-    speedscope = log_dir / f"{variant}.speedscope.json"
+def run(args, dataset: str, variant: str, profile: bool, log_dir: Path) -> dict:
+    run_dir = log_dir / f"{dataset}-{variant}"
+    argv = command(args, dataset, variant, run_dir)
+    speedscope = log_dir / f"{dataset}-{variant}.speedscope.json"
     if profile:
         argv = [py_spy(), "record", "-r", "20", "-f", "speedscope", "-o", str(speedscope), "--"]
-        argv += command(args, variant, run_dir)
+        argv += command(args, dataset, variant, run_dir)
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:
-        raise RuntimeError(f"{variant} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{dataset} {variant} failed:\n{done.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    record = {"variant": variant, "dataset": args.dataset, "seed": args.seed}
-    record |= {"epochs": args.epochs, "metrics": metrics, "machine": environment()}
+    record = {"variant": variant, "dataset": dataset, "seed": args.seed, "epochs": args.epochs}
+    record |= {"extra": args.extra, "experiment": args.experiment}
+    record |= {"metrics": metrics, "machine": environment() | {"device": device()}}
     if profile:
         record["profile"] = sample_shares(speedscope)
     return record
+
+
+def device() -> str:
+    """The accelerator a run would use: the GPU's name, else "cpu"."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def py_spy() -> str | None:
@@ -99,17 +111,18 @@ def kind_of(frame: str) -> str:
 
 
 def table(records: list[dict]) -> str:
-    base = records[0]["metrics"]["timings/total"]
-    head = "| variant | " + " | ".join(STAGES) + " | total (s) | / first | target acc |"
-    rows = [head, "|" + "---|" * (len(STAGES) + 4)]
+    first = {}  # each dataset's first variant's total: the ratios' baseline
+    head = "| dataset | variant | " + " | ".join(STAGES) + " | total (s) | / first | target acc |"
+    rows = [head, "|" + "---|" * (len(STAGES) + 5)]
     for r in records:
         m = r["metrics"]
         cells = [f"{m.get(f'timings/{s}', 0.0):.1f}" for s in STAGES]
         total = m["timings/total"]
+        base = first.setdefault(r["dataset"], total)
         acc = m.get("target/final_acc", float("nan"))
         rows.append(
-            f"| {r['variant']} | {' | '.join(cells)} | {total:.1f} | {total / base:.2f} "
-            f"| {acc:.3f} |"
+            f"| `{r['dataset']}` | {r['variant']} | {' | '.join(cells)} | {total:.1f} "
+            f"| {total / base:.2f} | {acc:.3f} |"
         )
     return "\n".join(rows)
 
@@ -132,49 +145,59 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--dataset", default="mnist_sum_bis")
+    parser.add_argument("--datasets", nargs="+", default=["mnist_sum_bis"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="0: the recipe's own")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--py-spy", action="store_true", help="profile the first variant")
+    parser.add_argument("--experiment", default="flagship")
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides for every run")
+    parser.add_argument("--py-spy", action="store_true", help="profile the first run")
     parser.add_argument("--out", type=Path, default=RESULTS / "flagship_profile")
     args = parser.parse_args()
     if args.py_spy and not py_spy():
         parser.error("--py-spy needs py-spy on the PATH: pip install py-spy")
     store = args.out.with_suffix(".jsonl")
-    key = (args.dataset, args.seed, args.epochs)
-    done = {
-        r["variant"] for r in load_records(store) if (r["dataset"], r["seed"], r["epochs"]) == key
-    }
+
+    def ours(r: dict) -> bool:
+        return (r["seed"], r["epochs"], r.get("extra", []), r.get("experiment", "flagship")) == (
+            args.seed, args.epochs, args.extra, args.experiment,
+        )  # fmt: skip
+
+    done = {(r["dataset"], r["variant"]) for r in load_records(store) if ours(r)}
+    runs = [(d, v) for d in args.datasets for v in args.variants]
     with tempfile.TemporaryDirectory() as log_dir:
-        for i, variant in enumerate(args.variants):
-            if variant not in done:
-                record = run(args, variant, args.py_spy and i == 0, Path(log_dir))
+        for i, (dataset, variant) in enumerate(runs):
+            if (dataset, variant) not in done:
+                record = run(args, dataset, variant, args.py_spy and i == 0, Path(log_dir))
                 append_record(store, record)
-                print(variant, record["metrics"]["timings/total"], flush=True)
-    records = [r for r in load_records(store) if (r["dataset"], r["seed"], r["epochs"]) == key]
-    records.sort(
-        key=lambda r: args.variants.index(r["variant"]) if r["variant"] in args.variants else 99
-    )
+                print(dataset, variant, record["metrics"]["timings/total"], flush=True)
+    records = [r for r in load_records(store) if ours(r) and (r["dataset"], r["variant"]) in runs]
+    records.sort(key=lambda r: runs.index((r["dataset"], r["variant"])))
+    args.out.with_suffix(".md").write_text(report(records, sys.argv[1:]))
+    print(f"wrote {args.out.with_suffix('.md')}")
+
+
+def report(records: list[dict], argv: list[str]) -> str:
     machine = records[0]["machine"]
     profiled = next((r for r in records if "profile" in r), None)
+    r0 = records[0]
+    cut = f"every stage cut to {r0['epochs']} epochs" if r0["epochs"] else "the recipe's epochs"
+    extra = f" with `{' '.join(r0['extra'])}`" if r0.get("extra") else ""
     text = (
         "# Where a flagship run's time goes\n\n"
-        f"Regenerate: `python experiments/flagship_profile.py --dataset {args.dataset} "
-        f"--seed {args.seed} --epochs {args.epochs}{' --py-spy' if profiled else ''}`.\n"
-        f"CPU {machine['cpu']}, torch {machine['torch']}. `experiment=flagship` on "
-        f"`{args.dataset}` (seed {args.seed}), every stage cut to {args.epochs} epochs; seconds "
-        "per stage from the run's `timings/<stage>`, the variants run one after the other in "
-        "this study. Target accuracy after so few epochs: for reading only.\n\n"
+        f"Regenerate: `python experiments/flagship_profile.py {' '.join(argv)}`.\n"
+        f"Device {machine.get('device', 'cpu')}; CPU {machine['cpu']}, torch {machine['torch']}. "
+        f"`experiment={r0.get('experiment', 'flagship')}`{extra}, seed {r0['seed']}, {cut}; "
+        "seconds per stage from the run's `timings/<stage>`, the runs one after the other in "
+        "this study. Target accuracy after cut epochs: for reading only.\n\n"
         f"{table(records)}\n"
     )
     if profiled:
         text += (
-            f"\nWhere the `{profiled['variant']}` run's samples fell (py-spy, 20 Hz, innermost "
-            f"frame):\n\n{shares_table(profiled)}\n"
+            f"\nWhere the `{profiled['dataset']}` `{profiled['variant']}` run's samples fell "
+            f"(py-spy, 20 Hz, innermost frame):\n\n{shares_table(profiled)}\n"
         )
-    args.out.with_suffix(".md").write_text(text)
-    print(f"wrote {args.out.with_suffix('.md')}")
+    return text
 
 
 if __name__ == "__main__":

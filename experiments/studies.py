@@ -228,6 +228,12 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "autoencoder's and the student's epochs) on the seeds the flagship was put together "
          "on; seconds per stage in the records (timings/<stage>)."],
     ),
+    "flagship-gpu": (
+        "the flagship, unchanged, timed on a GPU on three sets (run it where a GPU is lent)",
+        ["flagship_profile.py", "--datasets", "mnist_cc", "mnist_sum_bis", "mnist_embed",
+         "--epochs", "0", "--variants", "base", "channels_last", "--extra", "trainer=gpu",
+         "--out", "experiments/results/flagship_gpu"],
+    ),
 }  # fmt: skip
 
 
