@@ -231,3 +231,30 @@ def test_suite_experiments_set_their_recipe(name, settings, tmp_path):
         if OmegaConf.is_config(setting):
             setting = OmegaConf.to_container(setting)
         assert setting == value, (name, key)
+
+
+HIERARCHICAL = {  # the benchmark's methods: the method each config selects, and its settings
+    "erm": ("ERM", {}),
+    "balanced_sampling": (
+        "ERM",
+        {"dataset.sampler.class_temperature": 1, "dataset.sampler.group_temperature": 1},
+    ),
+    "group_dro": ("GroupDRO", {"method.ema": 0.9}),
+    "jtt": ("JTT", {"method.identification_folds": 5, "method.identification_epochs": 5}),
+    "dfr": ("DFR", {}),
+    "logit_adjustment": ("LogitAdjustment", {"method.target_prior": "group_balanced"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HIERARCHICAL))
+def test_every_hierarchical_benchmark_method_is_an_experiment_config(name, tmp_path):
+    assert {p.stem for p in (CONFIG_DIR / "experiment" / "hierarchical").glob("*.yaml")} == set(
+        HIERARCHICAL
+    )
+    cfg = compose_train([f"experiment=hierarchical/{name}", "dataset=tinyimagenet_hier"], tmp_path)
+    method, settings = HIERARCHICAL[name]
+    assert cfg.method._target_ == f"hackrobust.methods.{method}"
+    assert cfg.dataset.head_only is True
+    assert "export_challenge_weights" in cfg.callbacks  # the rest is experiment=rayan's
+    for key, value in settings.items():
+        assert OmegaConf.select(cfg, key) == value
