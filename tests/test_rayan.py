@@ -186,9 +186,15 @@ def test_tinyimagenet_config_builds_its_stand_in(tmp_path):
 # --- the head-only feature cache ----------------------------------------------------------------
 
 
-def test_features_are_cached_once_and_match_the_backbone(tree, checkpoint, tmp_path, monkeypatch):
+def test_features_are_cached_once_and_match_the_backbone(
+    tree, checkpoint, tmp_path, monkeypatch, caplog
+):
+    caplog.set_level("INFO", logger="hackrobust.hierarchy.features")
     dm = datamodule(tree, head_only=True, backbone_checkpoint=str(checkpoint), cache_dir=tmp_path)
     dm.setup()
+    # The extraction shows its progress in the log, up to every image of the split.
+    n_train = len(dm.taxonomy)
+    assert f"Features: {n_train} of {n_train} images" in caplog.text
     files = sorted((tmp_path / "features").glob("*.pt"))
     assert len(files) == 2  # train and test
     mtimes = [f.stat().st_mtime_ns for f in files]

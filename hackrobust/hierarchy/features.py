@@ -70,7 +70,12 @@ def extract_features(
         pin_memory=device.type == "cuda",
     )
     backbone = backbone.to(device).eval()
-    chunks = [backbone(batch["x"].to(device, non_blocking=True)).float().cpu() for batch in loader]
+    chunks, done, every = [], 0, max(1, len(loader) // 10)
+    for step, batch in enumerate(loader, 1):
+        chunks.append(backbone(batch["x"].to(device, non_blocking=True)).float().cpu())
+        done += len(batch["x"])
+        if step % every == 0 or step == len(loader):  # about ten lines, whatever the size
+            log.info("Features: %d of %d images", done, len(loader.dataset))
     return torch.cat(chunks)
 
 
