@@ -30,6 +30,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from hackrobust.methods.hypotheses import Hypotheses
 from hackrobust.metrics import (
     FeatureAgreement,
     GroupAccuracy,
@@ -45,7 +46,7 @@ MAX_NAMED_GROUPS = 64
 BEST_HELDOUT_KEY = "best_heldout_accuracy"
 
 
-class BaseMethod(L.LightningModule):
+class BaseMethod(Hypotheses, L.LightningModule):
     """Owns the model (logits (B, heads, classes)), the metrics and `predict_step`.
 
     Args:
@@ -109,11 +110,7 @@ class BaseMethod(L.LightningModule):
         stages = ("train", "val", "target")
         # Keyed "<stage>_acc": a ModuleDict key may not shadow nn.Module.train.
         self.accuracy = nn.ModuleDict({f"{s}_acc": accuracies() for s in stages})
-        # The chosen hypothesis's accuracy when it is no head (a rule built from them, chosen
-        # after fit: DivDis's class-pair switches).
-        self.rule_accuracy = nn.ModuleDict(
-            {f"{s}_acc": MulticlassAccuracy(num_classes, average="micro") for s in stages}
-        )
+        self._build_rule_accuracy(num_classes, stages)
         self.target_group_accuracy = nn.ModuleList(
             GroupAccuracy(max(1, len(self.group_names))) for _ in range(num_heads)
         )
@@ -134,20 +131,6 @@ class BaseMethod(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    def add_hypotheses(self, probs: torch.Tensor) -> torch.Tensor:
-        """(B, heads, K) -> (B, hypotheses, K): the heads and any rule built from them that the
-        active query may choose (DivDis's class-pair switches); the heads alone by default."""
-        return probs
-
-    def hypothesis_names(self, label_values=None) -> list[str]:
-        """One name per hypothesis of `add_hypotheses`, in its order."""
-        return [f"head {h}" for h in range(self.num_heads)]
-
-    @torch.no_grad()
-    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Each hypothesis's class probabilities: (B, hypotheses, K)."""
-        return self.add_hypotheses(self(x).float().softmax(dim=-1))
 
     # ---- the one hook methods override --------------------------------------------------------
 
@@ -299,13 +282,7 @@ class BaseMethod(L.LightningModule):
         metrics = self.accuracy[f"{stage}_acc"]
         for head, metric in enumerate(metrics):
             metric.update(logits[:, head].detach(), y)
-        chosen = int(self.chosen_head)
-        if chosen < self.num_heads:
-            chosen_metric = metrics[chosen]
-        else:
-            chosen_metric = self.rule_accuracy[f"{stage}_acc"]
-            probs = self.add_hypotheses(logits.detach().float().softmax(dim=-1))
-            chosen_metric.update(probs[:, chosen], y)
+        chosen_metric = self._chosen_accuracy(stage, logits, y, metrics)
         # torchmetrics objects are logged whole so Lightning computes and resets them per epoch.
         self.log(f"{stage}/acc", chosen_metric, prog_bar=stage != "train", **log_kwargs)
         if self.num_heads > 1:
