@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hackrobust.utils.errors import UserError
+
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _PREDICTION_KEYS = ("probs", "label_values", "predicted")
 
 
-class SubmissionExistsError(FileExistsError):
+class SubmissionExistsError(FileExistsError, UserError):
     """The output file is already there; it is only replaced when asked to."""
 
     def __init__(self, path: str | os.PathLike):

@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from hackrobust import dashboards
 from hackrobust.stages import Run, run_stages
-from hackrobust.submission import SubmissionExistsError
 from hackrobust.utils.allocator import keep_freed_memory
 from hackrobust.utils.config import CONFIG_DIR, print_config
 from hackrobust.utils.console import (
@@ -30,6 +29,7 @@ from hackrobust.utils.console import (
     print_header,
     quiet_third_parties,
 )
+from hackrobust.utils.errors import user_errors_in_one_line
 from hackrobust.utils.instantiate import instantiate_entries, instantiate_named
 from hackrobust.utils.timing import timings_line
 
@@ -42,12 +42,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         L.seed_everything(cfg.seed, workers=True)
     if cfg.get("host_memory_cache"):
         keep_freed_memory(cfg.host_memory_cache)
-    if Path(cfg.submission.path).exists() and not cfg.submission.overwrite:
-        # Fail before training: an existing submission is never replaced silently.
-        raise SubmissionExistsError(cfg.submission.path)
     stages = instantiate_named(cfg.stages)
+    preflight(stages.values())  # outputs and settings, before anything is built
     start = time.perf_counter()
     run = build_run(cfg)
+    preflight(run.callbacks.values(), run.datamodule)  # the query's server, before any epoch
     run.timings["setup"] = time.perf_counter() - start
     try:
         run = run_stages(stages, run)
@@ -94,6 +93,14 @@ def build_run(cfg: DictConfig) -> Run:
     )
 
 
+def preflight(parts, *args) -> None:
+    """Every part's own `check(*args)`, where it has one: a user error shows now, not after
+    training, and nothing is written."""
+    for part in parts:
+        if hasattr(part, "check"):
+            part.check(*args)
+
+
 def finish(run: Run) -> None:
     """The per-stage seconds join the metrics; rank 0 writes them to `metrics.json`."""
     run.metrics |= {f"timings/{name}": seconds for name, seconds in run.timings.items()}
@@ -110,7 +117,8 @@ def main(cfg: DictConfig) -> float | None:
     print_header(HydraConfig.get().runtime.choices, cfg.paths.output_dir)
     if cfg.get("print_config"):
         print_config(cfg)
-    metrics, _ = train(cfg)
+    with user_errors_in_one_line():
+        metrics, _ = train(cfg)
     name = cfg.get("optimized_metric")
     if not name:
         return None

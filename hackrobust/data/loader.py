@@ -24,6 +24,7 @@ from hackrobust.data.layout import (
     Y_TARGET,
     HackathonData,
 )
+from hackrobust.utils.errors import UserError
 
 _INPUT_FILES = (X_LABELED, X_UNLABELED, X_TARGET)
 _NPY_MAGIC = b"\x93NUMPY"
@@ -31,7 +32,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LFS_POINTER = b"version https://git-lfs"
 
 
-class DatasetError(ValueError):
+class DatasetError(ValueError, UserError):
     """A dataset folder that cannot be used as it is; the message says which file and why."""
 
 

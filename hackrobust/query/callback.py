@@ -28,6 +28,7 @@ from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
 from hackrobust.submission import write_atomically
+from hackrobust.utils.errors import UserError
 from hackrobust.utils.timing import TimedCallback
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,16 @@ class ActiveQuery(TimedCallback, L.Callback):
         if "dataset_dir" in inspect.signature(self.revealer_factory).parameters:
             kwargs["dataset_dir"] = datamodule.folder
         return self.revealer_factory(**kwargs)
+
+    def check(self, datamodule) -> None:
+        """Before training: build the revealer, which checks the budget, the credentials and
+        the exercise id, and, where it can, that its server answers."""
+        try:
+            revealer = self._revealer(datamodule)
+        except ValueError as error:
+            raise UserError(f"query settings: {error}") from None
+        if hasattr(revealer, "check_server"):
+            revealer.check_server()
 
     def choose_again(self) -> None:
         """Forget this fit's choice: the next prediction chooses again, on the weights it

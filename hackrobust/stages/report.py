@@ -12,7 +12,9 @@ from hackrobust.data.datamodule import HackathonDataModule
 from hackrobust.query.callback import unchecked_choice
 from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.stages.run import Run
+from hackrobust.submission import SubmissionExistsError
 from hackrobust.utils.console import announce
+from hackrobust.utils.errors import UserError, check_writable
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,21 @@ class Report:
         self.path = Path(submission_path).with_suffix(".report.json")
         self.default_score, self.exercise_id = default_score, exercise_id
         self.class_balance_bound, self.overwrite = class_balance_bound, overwrite
+
+    def check(self) -> None:
+        """Refuse, before training, an existing report (unless `overwrite`), one that cannot be
+        written, and an exercise id that is no integer."""
+        check_writable(self.path, "the report")
+        if self.path.exists() and not self.overwrite:
+            raise SubmissionExistsError(self.path)
+        if self.exercise_id is not None:
+            try:
+                int(self.exercise_id)
+            except ValueError:
+                raise UserError(
+                    f"query.exercise_id must be an integer (the exercise's number), got "
+                    f"{self.exercise_id!r}"
+                ) from None
 
     def __call__(self, run: Run) -> Run:
         if not (run.is_global_zero and isinstance(run.datamodule, HackathonDataModule)):

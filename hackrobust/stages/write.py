@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hackrobust.predict import with_revealed_labels, write_outputs
 from hackrobust.stages.run import Run
+from hackrobust.submission import SubmissionExistsError
+from hackrobust.utils.errors import check_writable
 
 
 class WriteSubmission:
@@ -13,6 +17,15 @@ class WriteSubmission:
 
     def __init__(self, path: str, predictions_path: str | None = None, overwrite: bool = False):
         self.path, self.predictions_path, self.overwrite = path, predictions_path, overwrite
+
+    def check(self) -> None:
+        """Refuse, before training, outputs that exist (unless `overwrite`) or cannot be written."""
+        for path, what in ((self.path, "submission.path"),
+                           (self.predictions_path, "submission.predictions_path")):  # fmt: skip
+            if path:
+                check_writable(path, what)
+                if Path(path).exists() and not self.overwrite:
+                    raise SubmissionExistsError(path)
 
     def __call__(self, run: Run) -> Run:
         label_values = run.datamodule.label_values
