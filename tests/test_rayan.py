@@ -90,6 +90,13 @@ def datamodule(path, **kwargs):
 # --- the datamodule -----------------------------------------------------------------------------
 
 
+def test_loader_workers_default_to_the_cores_this_process_may_use(tree):
+    import os
+
+    assert datamodule(tree, num_workers=None).num_workers == len(os.sched_getaffinity(0))
+    assert datamodule(tree, num_workers=3).num_workers == 3
+
+
 def test_batches_stages_and_labels(tree):
     dm = datamodule(tree)
     dm.setup("fit")

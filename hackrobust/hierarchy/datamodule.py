@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,9 @@ class HierarchicalDataModule(L.LightningDataModule):
         head_only, backbone_checkpoint: serve the frozen backbone's features of
             `backbone_checkpoint` (a torchvision resnet50 state_dict), cached in `cache_dir`.
         feature_device: where features are extracted (default: this process's GPU, else CPU).
-        num_workers, pin_memory, persistent_workers: image loaders (pin_memory None: on CUDA;
-            persistent_workers None: when there are workers). In-memory features use none.
+        num_workers, pin_memory, persistent_workers: image loaders (num_workers None: the CPU
+            cores this process may use; pin_memory None: on CUDA; persistent_workers None: when
+            there are workers). In-memory features use none.
         on_error, verify: passed to `Taxonomy.from_folder`.
     """
 
@@ -131,7 +133,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         head_only: bool = False,
         backbone_checkpoint: str | None = None,
         feature_device: str | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         pin_memory: bool | None = None,
         persistent_workers: bool | None = None,
         on_error: str = "raise",
@@ -154,7 +156,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.sampler = sampler
         self.head_only, self.backbone_checkpoint = head_only, backbone_checkpoint
         self.feature_device = feature_device
-        self.num_workers = num_workers
+        self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.persistent_workers = persistent_workers
         self.on_error, self.verify = on_error, verify
