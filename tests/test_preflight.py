@@ -75,3 +75,25 @@ def test_the_command_line_says_a_user_error_in_one_line_and_exits_2(tmp_path):
         command, capture_output=True, text=True, env=env | {"HYDRA_FULL_ERROR": "1"}, timeout=300
     )
     assert full.returncode != 0 and "Traceback" in full.stderr
+
+
+def test_an_unreachable_reveal_server_is_refused_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("HACKROBUST_REVEAL_USERNAME", "team")
+    monkeypatch.setenv("HACKROBUST_REVEAL_PASSWORD", "secret")
+    monkeypatch.setenv("HACKROBUST_STATE_DIR", str(tmp_path / "state"))
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    api = [
+        "method=divdis",
+        "query=api",
+        f"query.url=http://127.0.0.1:{port}",
+        "query.exercise_id=3",
+    ]
+    cfg = compose_train([*offline_overrides("toy", tmp_path), *FAST, *api], tmp_path)
+    with pytest.raises(RevealError, match="does not answer"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()  # no epoch ran
+    assert not list((tmp_path / "state").rglob("*.json"))  # nothing spent, no ledger written

@@ -4,17 +4,20 @@ from hackrobust.reveal.client import (
     ApiRevealer,
     BudgetExhaustedError,
     OracleRevealer,
+    RateLimitedError,
     RefusedError,
     Revealer,
     RevealError,
 )
-from hackrobust.reveal.ledger import Ledger, ledger_path, state_dir
+from hackrobust.reveal.ledger import Ledger, LedgerBusyError, ledger_path, state_dir
 
 __all__ = [
     "ApiRevealer",
     "BudgetExhaustedError",
     "Ledger",
+    "LedgerBusyError",
     "OracleRevealer",
+    "RateLimitedError",
     "RefusedError",
     "RevealError",
     "Revealer",

@@ -5,19 +5,28 @@ marked *pending* before the request goes out, and its label is written when the 
 back. After a crash between the two, the next run asks for the pending datum again (the
 server does not charge twice for a datum already revealed) instead of spending a new label.
 Writes are atomic (temporary file, fsync, rename; a writer killed before its rename leaves a
-temporary file that the next holder of the lock removes) and an advisory lock keeps two
-processes from spending the same budget at once.
+temporary file that the next holder of the lock removes) and an advisory lock (`filelock`, an
+flock on `<ledger>.lock`, released by the system when its holder dies) keeps two processes from
+spending the same budget at once. A run waits for that lock at most `lock_timeout` seconds,
+then stops with `LedgerBusyError` rather than hang behind another run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
 from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+
+class LedgerBusyError(TimeoutError):
+    """Another run held the ledger's lock (it is spending the same budget) past the timeout."""
 
 
 def state_dir() -> Path:
@@ -37,21 +46,44 @@ def ledger_path(source: str, username: str, exercise_id: int | str) -> Path:
 class Ledger:
     """Revealed labels {datum_id: label} and at most one pending datum, persisted at `path`."""
 
-    def __init__(self, path: str | os.PathLike, description: dict | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        description: dict | None = None,
+        lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
+    ):
+        """`lock_timeout`: seconds to wait for another run's hold on the ledger (None: forever)."""
+        if lock_timeout is not None and not lock_timeout >= 0:
+            raise ValueError(f"lock_timeout must be non-negative or None, got {lock_timeout}")
         self.path = Path(path)
         self.description = description or {}
+        self.lock_timeout = lock_timeout
+        # Reentrant within a thread; threads (and processes) exclude each other.
+        self._lock = FileLock(self.lock_path, timeout=-1 if lock_timeout is None else lock_timeout)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file beside the ledger (the name earlier versions flocked too)."""
+        return self.path.with_suffix(".lock")
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold the ledger's lock; yields the current state, saved again on `save`."""
+        """Hold the ledger's lock, waiting at most `lock_timeout` seconds for another holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                self._remove_stale_temporaries()
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise LedgerBusyError(
+                f"another run is spending this exercise's label budget: it has held the lock "
+                f"{self.lock_path} of the ledger {self.path} for over {self.lock_timeout:g}s. "
+                "Wait for that run to finish (or stop it), then run again; a lock whose holder "
+                "died is released by the system, so never delete the lock file."
+            ) from None
+        try:
+            self._remove_stale_temporaries()
+            yield
+        finally:
+            self._lock.release()
 
     @property
     def fingerprint(self) -> str:
