@@ -3,7 +3,8 @@
     python -m hackrobust.leaderboard submit URL EXERCISE_ID OUT.csv
     python -m hackrobust.leaderboard show URL
 
-Credentials come from HACKROBUST_REVEAL_USERNAME and HACKROBUST_REVEAL_PASSWORD.
+Credentials come from HACKROBUST_REVEAL_USERNAME and HACKROBUST_REVEAL_PASSWORD; a submission
+sends them as HTTP Basic authentication, which the server checks before it reads the upload.
 """
 
 from __future__ import annotations
@@ -28,16 +29,18 @@ def submit_csv(
     missing = [name for name in (USERNAME_ENV, PASSWORD_ENV) if not os.environ.get(name)]
     if missing:
         raise RevealError(f"set {' and '.join(missing)} in the environment to submit")
-    form = {
-        "username": os.environ[USERNAME_ENV],
-        "password": os.environ[PASSWORD_ENV],
-        "exercise_id": exercise_id,
-    }
+    username, password = os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV]
+    # In the header (UTF-8: requests would encode str as Latin-1), so that the server refuses
+    # bad credentials before reading the upload; also in the form, for servers that read them
+    # there (this project's server ignores them).
+    auth = (username.encode(), password.encode())
+    form = {"username": username, "password": password, "exercise_id": exercise_id}
     with open(path, "rb") as handle:
         response = requests.post(
             f"{url.rstrip('/')}/submit/",
             data=form,
             files={"file": (path.name, handle, "text/csv")},
+            auth=auth,
             timeout=timeout,
         )
     if response.status_code >= 400:

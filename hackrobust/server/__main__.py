@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--budget", type=int, default=5, help="labels per team and exercise")
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=8, help="largest submission upload, in MiB"
+    )
     team = commands.add_parser("add-team", help="add a team, or set its password")
     team.add_argument("username")
     exercise = commands.add_parser("add-exercise", help="register a dataset folder as an exercise")
@@ -45,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
 
         from hackrobust.server.app import create_app
 
-        uvicorn.run(create_app(args.db, args.budget), host=args.host, port=args.port)
+        app = create_app(args.db, args.budget, max_upload=int(args.max_upload_mb * 2**20))
+        uvicorn.run(app, host=args.host, port=args.port)
     elif args.command == "add-team":
         password = os.environ.get("HACKROBUST_SERVER_PASSWORD") or getpass.getpass(
             f"password for {args.username}: "
