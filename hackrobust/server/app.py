@@ -58,6 +58,33 @@ def basic_credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
+def check_upload_size(request: Request, max_upload: int) -> None:
+    """411 without a Content-Length (a chunked upload would have to be read to be measured),
+    413 beyond `max_upload` bytes: before the body is read."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise HTTPException(411, "send the upload with its Content-Length")
+    if int(length) > max_upload:
+        raise HTTPException(
+            413, f"the upload has {int(length)} bytes, more than the {max_upload} allowed"
+        )
+
+
+async def read_submission(request: Request) -> tuple[int, str]:
+    """The multipart form's `exercise_id` and the text of its `file` (the CSV)."""
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload, exercise = form.get("file"), form.get("exercise_id")
+        if not isinstance(upload, UploadFile):
+            raise HTTPException(422, "the form has no file: send the CSV as `file`")
+        try:
+            exercise_id = check_id(int(str(exercise)), "exercise_id")
+        except (TypeError, ValueError):
+            raise HTTPException(
+                422, f"exercise_id {str(exercise)[:40]!r} is not an integer"
+            ) from None
+        return exercise_id, (await upload.read()).decode(errors="replace")
+
+
 def create_app(
     db_path: str | os.PathLike,
     budget: int = DEFAULT_BUDGET,
@@ -66,10 +93,8 @@ def create_app(
 ) -> FastAPI:
     """`hash_workers`: threads that hash passwords (default: one a CPU core, at most 4; each
     hash holds 16 MiB); requests beyond them wait their turn without holding anything else."""
-    store = Store(db_path)
-    hashing = ThreadPoolExecutor(
-        hash_workers or min(4, os.cpu_count() or 1), thread_name_prefix="password-hash"
-    )
+    store, workers = Store(db_path), hash_workers or min(4, os.cpu_count() or 1)
+    hashing = ThreadPoolExecutor(workers, thread_name_prefix="password-hash")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -102,27 +127,10 @@ def create_app(
     async def submit(request: Request) -> dict:
         """Multipart form: `file` (the CSV) and `exercise_id`; the credentials in the header."""
         username, password = basic_credentials(request)  # 401 before the body is read
-        length = request.headers.get("content-length", "")
-        if not length.isdigit():  # a chunked upload would have to be read to be measured
-            raise HTTPException(411, "send the upload with its Content-Length")
-        if int(length) > max_upload:
-            raise HTTPException(
-                413, f"the upload has {int(length)} bytes, more than the {max_upload} allowed"
-            )
+        check_upload_size(request, max_upload)
         try:
             credential = await verify(username, password)
-            # Only now is the body read: at most `max_upload` bytes (its Content-Length).
-            async with request.form(max_files=1, max_fields=8) as form:
-                upload, exercise = form.get("file"), form.get("exercise_id")
-                if not isinstance(upload, UploadFile):
-                    raise HTTPException(422, "the form has no file: send the CSV as `file`")
-                try:
-                    exercise_id = check_id(int(str(exercise)), "exercise_id")
-                except (TypeError, ValueError):
-                    raise HTTPException(
-                        422, f"exercise_id {str(exercise)[:40]!r} is not an integer"
-                    ) from None
-                text = (await upload.read()).decode(errors="replace")
+            exercise_id, text = await read_submission(request)  # only now is the body read
             labels = (await run_in_threadpool(parse_labels, text)).tolist()
             score = await run_in_threadpool(store.submit_as, credential, exercise_id, labels)
         except ValueError as error:
