@@ -245,6 +245,33 @@ def plot(records: list[dict], datasets: list[str], methods: list[str], path: Pat
     save_figure(figure, axes, path, 7, loc="upper left", bbox_to_anchor=(1.01, 1))
 
 
+TIMED_STAGES = ("setup", "pretrain", "fit", "query", "predict", "attribution_maps",
+                "self_training", "total")  # fmt: skip
+
+
+def timings_table(records: list[dict]) -> str:
+    """Per dataset and method, the mean wall seconds of each stage (`timings/<stage>`, recorded
+    by runs made since the stages were timed) over its seeds."""
+    rows = defaultdict(list)
+    for record in records:
+        if "timings/total" in record["metrics"]:
+            rows[record["dataset"], record["method"]].append(record["metrics"])
+    if not rows:
+        return ""
+    lines = [
+        "| dataset | method | " + " | ".join(TIMED_STAGES) + " | seeds |",
+        "|---|---|" + "---|" * (len(TIMED_STAGES) + 1),
+    ]
+    for (dataset, method), group in sorted(rows.items()):
+        means = [np.mean([m.get(f"timings/{s}", 0.0) for m in group]) for s in TIMED_STAGES]
+        cells = " | ".join(f"{v:.0f}" for v in means)
+        lines.append(f"| {dataset} | {method} | {cells} | {len(group)} |")
+    return (
+        "\n\nSeconds per stage (mean over the seeds; wall time on the machine named above, so\n"
+        "compare rows of one study only):\n\n" + "\n".join(lines)
+    )
+
+
 def self_training_table(records: list[dict]) -> str:
     """Per dataset, the chosen head's and the student's target accuracy in the same runs."""
     rows = defaultdict(list)
@@ -448,6 +475,7 @@ def main() -> None:
         "unambiguous (half the labeled rows decorrelated, like the target set).\n\n"
         + table(wanted)
         + self_training_table(wanted)
+        + timings_table(wanted)
         + "\n"
         + (f"\n![score earned per dataset and method]({figure.name})\n" if wanted else "")
         + (f"\nNot run yet (the command resumes them): {', '.join(missing)}.\n" if missing else "")

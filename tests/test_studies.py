@@ -63,6 +63,11 @@ def test_hackathon_suite_writes_its_table_plot_and_what_is_missing(tmp_path):
     assert "![score earned per dataset and method](suite.png)" in table
     assert out.with_suffix(".png").stat().st_size > 0
     assert "Not run yet" not in table
+    # Each stage's seconds, from the run's own timings: the same numbers as its metrics.
+    timings = table.split("Seconds per stage")[1]
+    row = next(line for line in timings.splitlines() if line.startswith("| toy | erm |"))
+    metrics = json.loads(out.with_suffix(".jsonl").read_text().splitlines()[0])["metrics"]
+    assert row.split("|")[-3].strip() == f"{metrics['timings/total']:.0f}"  # the total column
 
     grouped = [*command, "--datasets", "toy", "mnist", "--table-only"]
     subprocess.run(grouped, check=True, capture_output=True, timeout=600)
