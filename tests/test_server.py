@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import sqlite3
@@ -312,13 +313,10 @@ def test_asking_again_for_a_revealed_datum_says_so_and_costs_nothing(db, tmp_pat
         assert con.execute("SELECT COUNT(*) FROM reveals").fetchone()[0] == 2
 
 
-@pytest.mark.slow
-def test_load_fifty_concurrent_clients_on_reveal(db):
-    """50 clients re-reveal already revealed data (so the budget is no limit) against the server
-    in its own process, at most 2000 requests and about 30 s; prints requests per second and
-    latency percentiles. Every answer is a reveal's hash (about 40 ms of CPU), so on 2 cores the
-    server answers some tens of requests a second; the assertions are only sanity."""
-    clients, per_client, seconds = 50, 40, 30.0
+@contextlib.contextmanager
+def served(db, start_timeout: float = 60):
+    """`python -m hackrobust.server serve` on a free loopback port, in its own process, until
+    the block ends; yields its URL once it answers."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -327,7 +325,7 @@ def test_load_fifty_concurrent_clients_on_reveal(db):
                "--port", str(port)]  # fmt: skip
     with subprocess.Popen(command, stderr=subprocess.DEVNULL) as process:
         try:
-            deadline = time.time() + 60
+            deadline = time.time() + start_timeout
             while True:
                 try:
                     requests.get(f"{url}/leaderboard/", timeout=1)
@@ -335,36 +333,47 @@ def test_load_fifty_concurrent_clients_on_reveal(db):
                 except requests.ConnectionError:
                     assert time.time() < deadline, "the server did not start"
                     time.sleep(0.2)
-            for datum in range(5):
-                assert post_reveal(url, datum).status_code == 200
-
-            latencies, statuses, boards = [], [], []
-            stop = time.perf_counter() + seconds
-
-            def client(k):
-                with requests.Session() as session:
-                    for i in range(per_client):
-                        if time.perf_counter() > stop:
-                            return
-                        form = {"username": "team", "password": "secret", "exercise_id": 3,
-                                "datum_id": (k + i) % 5}  # fmt: skip
-                        took, answer = timed(session.post, f"{url}/reveal/", data=form, timeout=60)
-                        latencies.append(took)
-                        statuses.append(answer.status_code)
-
-            start = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                running = [pool.submit(client, k) for k in range(clients)]
-                while not all(f.done() for f in running):
-                    time.sleep(1.0)
-                    took, answer = timed(lambda: requests.get(f"{url}/leaderboard/", timeout=60))
-                    boards.append(took)
-                for f in running:
-                    f.result()
-            elapsed = time.perf_counter() - start
+            yield url
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_load_fifty_concurrent_clients_on_reveal(db):
+    """50 clients re-reveal already revealed data (so the budget is no limit) against the server
+    in its own process, at most 2000 requests and about 30 s; prints requests per second and
+    latency percentiles. Every answer is a reveal's hash (about 40 ms of CPU), so on 2 cores the
+    server answers some tens of requests a second; the assertions are only sanity."""
+    clients, per_client, seconds = 50, 40, 30.0
+    with served(db) as url:
+        for datum in range(5):
+            assert post_reveal(url, datum).status_code == 200
+
+        latencies, statuses, boards = [], [], []
+        stop = time.perf_counter() + seconds
+
+        def client(k):
+            with requests.Session() as session:
+                for i in range(per_client):
+                    if time.perf_counter() > stop:
+                        return
+                    form = {"username": "team", "password": "secret", "exercise_id": 3,
+                            "datum_id": (k + i) % 5}  # fmt: skip
+                    took, answer = timed(session.post, f"{url}/reveal/", data=form, timeout=60)
+                    latencies.append(took)
+                    statuses.append(answer.status_code)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            running = [pool.submit(client, k) for k in range(clients)]
+            while not all(f.done() for f in running):
+                time.sleep(1.0)
+                took, answer = timed(lambda: requests.get(f"{url}/leaderboard/", timeout=60))
+                boards.append(took)
+            for f in running:
+                f.result()
+        elapsed = time.perf_counter() - start
     latencies.sort()
     p50, p99 = latencies[len(latencies) // 2], latencies[int(0.99 * (len(latencies) - 1))]
     print(
@@ -491,10 +500,10 @@ def test_the_command_lines_register_serve_submit_and_survive_a_restart(tmp_path,
     monkeypatch.setenv("HACKROBUST_SERVER_PASSWORD", "pw-cli")
     server_cli.main(["--db", str(db), "add-team", "cli_team"])
     server_cli.main(["--db", str(db), "add-exercise", "4", str(folder)])
-    served = []
-    monkeypatch.setattr("uvicorn.run", lambda app, host, port: served.append((host, port)))
+    listened = []
+    monkeypatch.setattr("uvicorn.run", lambda app, host, port: listened.append((host, port)))
     server_cli.main(["--db", str(db)])  # no command: serve
-    assert served == [("127.0.0.1", 8000)]
+    assert listened == [("127.0.0.1", 8000)]
 
     env = {**os.environ, "HACKROBUST_REVEAL_USERNAME": "cli_team",
            "HACKROBUST_REVEAL_PASSWORD": "pw-cli"}  # fmt: skip
@@ -505,24 +514,9 @@ def test_the_command_lines_register_serve_submit_and_survive_a_restart(tmp_path,
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
     for restart in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        command = [sys.executable, "-m", "hackrobust.server", "--db", str(db), "serve",
-                   "--port", str(port)]  # fmt: skip
-        with subprocess.Popen(command, stderr=subprocess.DEVNULL) as process:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.time() + 30
-            while True:
-                try:
-                    requests.get(f"{url}/leaderboard/", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    assert time.time() < deadline, "the server did not start"
-                    time.sleep(0.2)
+        with served(db, start_timeout=30) as url:
             submitted = leaderboard_cli("submit", url, "4", str(csv))
             shown = leaderboard_cli("show", url)
-            process.terminate()
         if restart == 0:
             assert submitted.returncode == 0, submitted.stderr
             assert json.loads(submitted.stdout)["score"] == 1.0
