@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hackrobust.utils.errors import UserError
+from hackrobust.utils.errors import UserError, check_writable
 
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _PREDICTION_KEYS = ("probs", "label_values", "predicted")
@@ -28,6 +28,14 @@ class SubmissionExistsError(FileExistsError, UserError):
             f"{path} already exists and a submission is never replaced silently: pass "
             "submission.overwrite=true to replace it, or choose another submission.path"
         )
+
+
+def check_new_output(path: str | os.PathLike, what: str, overwrite: bool) -> None:
+    """Before any work: `path` can be written (`check_writable`) and, unless `overwrite`, does
+    not exist yet; the rule `write_atomically` applies when it writes."""
+    check_writable(path, what)
+    if Path(path).exists() and not overwrite:
+        raise SubmissionExistsError(path)
 
 
 def write_atomically(path: str | os.PathLike, data: bytes, overwrite: bool) -> Path:

@@ -12,9 +12,9 @@ from hackrobust.data.datamodule import HackathonDataModule
 from hackrobust.query.callback import unchecked_choice
 from hackrobust.query.report import build_report, summary_line, write_report
 from hackrobust.stages.run import Run
-from hackrobust.submission import SubmissionExistsError
+from hackrobust.submission import check_new_output
 from hackrobust.utils.console import announce
-from hackrobust.utils.errors import UserError, check_writable
+from hackrobust.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ class Report:
     def check(self) -> None:
         """Refuse, before training, an existing report (unless `overwrite`), one that cannot be
         written, and an exercise id that is no integer."""
-        check_writable(self.path, "the report")
-        if self.path.exists() and not self.overwrite:
-            raise SubmissionExistsError(self.path)
+        check_new_output(self.path, "the report", self.overwrite)
         if self.exercise_id is not None:
             try:
                 int(self.exercise_id)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hackrobust.predict import with_revealed_labels, write_outputs
 from hackrobust.stages.run import Run
-from hackrobust.submission import SubmissionExistsError
-from hackrobust.utils.errors import check_writable
+from hackrobust.submission import check_new_output
 
 
 class WriteSubmission:
@@ -23,9 +20,7 @@ class WriteSubmission:
         for path, what in ((self.path, "submission.path"),
                            (self.predictions_path, "submission.predictions_path")):  # fmt: skip
             if path:
-                check_writable(path, what)
-                if Path(path).exists() and not self.overwrite:
-                    raise SubmissionExistsError(path)
+                check_new_output(path, what, self.overwrite)
 
     def __call__(self, run: Run) -> Run:
         label_values = run.datamodule.label_values
