@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hackrobust.stages.run import Run
-from hackrobust.training.pretrain import pretrain_trunk, trunk_state
+from hackrobust.training.pretrain import check_settings, pretrain_trunk, trunk_state
 
 
 class Pretrain:
@@ -13,10 +13,7 @@ class Pretrain:
     def __init__(
         self, epochs: int = 20, noise: float = 0.1, lr: float = 1e-3, batch_size: int = 128
     ):
-        if epochs < 1:
-            raise ValueError(f"pretrain.epochs must be at least 1, got {epochs}")
-        if noise < 0:
-            raise ValueError(f"pretrain.noise is a standard deviation, got {noise}")
+        check_settings(epochs, noise)  # refused here, before any training
         self.settings = {"epochs": epochs, "noise": noise, "lr": lr, "batch_size": batch_size}
 
     def __call__(self, run: Run) -> Run:

@@ -127,6 +127,14 @@ def all_inputs(datamodule) -> torch.Tensor:
     return torch.cat(inputs)
 
 
+def check_settings(epochs: int, noise: float) -> None:
+    """Refuse pretraining settings `pretrain_trunk` cannot run with."""
+    if epochs < 1:
+        raise ValueError(f"pretrain.epochs must be at least 1, got {epochs}")
+    if noise < 0:
+        raise ValueError(f"pretrain.noise is a standard deviation, got {noise}")
+
+
 def pretrain_trunk(
     new_trainer: Callable[..., L.Trainer],
     datamodule,
@@ -139,10 +147,7 @@ def pretrain_trunk(
     """Fit the first trunk of `net` as a denoising autoencoder on `all_inputs(datamodule)`, with
     a Trainer from `new_trainer` (the run's settings), and copy its weights into the other
     trunks. Returns a summary."""
-    if epochs < 1:
-        raise ValueError(f"pretrain.epochs must be at least 1, got {epochs}")
-    if noise < 0:
-        raise ValueError(f"pretrain.noise is a standard deviation, got {noise}")
+    check_settings(epochs, noise)
     trunks = trunks_of(net)
     inputs = all_inputs(datamodule)
     training = trunks[0].training
