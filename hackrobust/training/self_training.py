@@ -47,7 +47,7 @@ import copy
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import lightning as L
 import numpy as np
@@ -206,14 +206,15 @@ class SelfTrainingSettings:
         fit's epochs (the cosine one) follows them.
     """
 
-    keep_fraction: float = 0.8
+    # In the order the report shows them.
     rounds: int = 1
+    keep_fraction: float = 0.8
     fixmatch: dict | None = None
     blend: bool = False
     students: int = 1
-    balance_groups: bool = False
     folds: int = 1
     epochs: int | None = None
+    balance_groups: bool = False
 
     def __post_init__(self):
         if self.rounds < 1:
@@ -226,13 +227,9 @@ class SelfTrainingSettings:
             )
 
     def summary(self) -> dict:
-        """The settings as the report shows them."""
-        fixmatch = None if self.fixmatch is None else dict(self.fixmatch)
-        return dict(
-            rounds=self.rounds, keep_fraction=self.keep_fraction, fixmatch=fixmatch,
-            blend=self.blend, students=self.students, folds=self.folds, epochs=self.epochs,
-            balance_groups=self.balance_groups,
-        )  # fmt: skip
+        """The settings as the report shows them (`fixmatch` as a plain dict)."""
+        summary = {field.name: getattr(self, field.name) for field in fields(self)}
+        return summary | {"fixmatch": None if self.fixmatch is None else dict(self.fixmatch)}
 
 
 def self_train(
