@@ -67,13 +67,7 @@ class HackathonDataModule(L.LightningDataModule):
         unlabeled_with_target: bool = False,
     ):
         super().__init__()
-        if (path is None) == (generator is None):
-            raise ValueError(
-                "give exactly one of dataset.path (a folder in the hackathon42 layout) "
-                "and dataset.generator"
-            )
-        if not 0 <= holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+        check_source(path, generator, holdout_fraction, "the hackathon42 layout")
         self.path = Path(path).expanduser() if path is not None else None
         # Read by the model config (model.symmetry), not here: see hackrobust.models.invariance.
         self.symmetry = symmetry
@@ -313,6 +307,16 @@ class HackathonDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader(self.target_set)
+
+
+def check_source(path, generator, holdout_fraction: float, layout: str) -> None:
+    """Exactly one of a folder (in `layout`) and a generator, and a held-out share in [0, 1)."""
+    if (path is None) == (generator is None):
+        raise ValueError(
+            f"give exactly one of dataset.path (a folder in {layout}) and dataset.generator"
+        )
+    if not 0 <= holdout_fraction < 1:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
 
 
 def unwrap_partials(call: Callable) -> tuple[Callable, dict]:

@@ -28,7 +28,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from hackrobust.data.datamodule import stratified_holdout, unwrap_partials
+from hackrobust.data.datamodule import check_source, stratified_holdout, unwrap_partials
 from hackrobust.data.in_memory import TensorDict, pass_through
 from hackrobust.hierarchy.dataset import (
     CHALLENGE_MEAN,
@@ -388,13 +388,7 @@ def _checked_options(
 ) -> dict:
     """Refuse a configuration the datamodule cannot serve, saying which setting to change;
     return the sampler settings as a dict."""
-    if (path is None) == (generator is None):
-        raise ValueError(
-            "give exactly one of dataset.path (a folder in the iNat2021 layout) and "
-            "dataset.generator"
-        )
-    if not 0 <= holdout_fraction < 1:
-        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    check_source(path, generator, holdout_fraction, "the iNat2021 layout")
     sampler = dict(sampler or {})
     if unknown := set(sampler) - set(SAMPLER_KEYS):
         raise ValueError(f"unknown sampler keys {sorted(unknown)}; use {SAMPLER_KEYS}")
