@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from hackathon_suite import commit_id, default_score, environment
 
+from hackrobust.utils.run_dir import set_aside
+
 DATASETS = [
     "toy", "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
     "mnist_uniform_color_random_row", "mnist_uniform_color_low_mix_rate", "mnist_sum",
@@ -37,7 +39,7 @@ def run(dataset: str, seed: int, extra: list[str], offline: bool, log_dir: Path)
     overrides = [f"dataset={dataset}", "method=erm", f"seed={seed}", *extra]
     if offline and OFFLINE.get(dataset, "digits"):
         overrides.append(f"dataset.source={OFFLINE.get(dataset, 'digits')}")
-    run_dir = log_dir / f"{dataset}-{seed}"
+    run_dir = set_aside(log_dir / f"{dataset}-{seed}")
     command = [sys.executable, "-m", "hackrobust.train", *overrides, f"hydra.run.dir={run_dir}"]
     start = time.time()
     subprocess.run(

@@ -30,6 +30,8 @@ from pathlib import Path
 
 from hackathon_suite import append_record, environment, load_records
 
+from hackrobust.utils.run_dir import set_aside
+
 RESULTS = Path(__file__).parent / "results"
 VARIANTS = {
     "base": [],
@@ -61,7 +63,7 @@ def command(args, dataset: str, variant: str, run_dir: Path) -> list[str]:
 
 
 def run(args, dataset: str, variant: str, profile: bool, log_dir: Path) -> dict:
-    run_dir = log_dir / f"{dataset}-{variant}"
+    run_dir = set_aside(log_dir / f"{dataset}-{variant}")
     argv = command(args, dataset, variant, run_dir)
     speedscope = log_dir / f"{dataset}-{variant}.speedscope.json"
     if profile:

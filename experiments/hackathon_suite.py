@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from hackrobust.data.exercises import HARD_EXERCISES, default_score
+from hackrobust.utils.run_dir import set_aside
 
 MNIST = [
     "mnist_cc", "mnist_constant_image", "mnist_constant_image_random_row",
@@ -108,7 +109,7 @@ def overrides_for(
 def run(method: str, dataset: str, seed: int, args: argparse.Namespace, log_dir: Path) -> dict:
     """One training run; returns its metrics, report and the overrides that made it."""
     overrides = overrides_for(method, dataset, seed, args.extra, args.offline)
-    run_dir = log_dir / f"{dataset}-{method.replace('/', '-')}-{seed}"
+    run_dir = set_aside(log_dir / f"{dataset}-{method.replace('/', '-')}-{seed}")
     command = [sys.executable, "-m", "hackrobust.train", *overrides, f"hydra.run.dir={run_dir}"]
     start = time.time()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

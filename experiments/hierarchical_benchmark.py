@@ -43,6 +43,8 @@ from hackathon_suite import (
     save_figure,
 )
 
+from hackrobust.utils.run_dir import set_aside
+
 # Each method is a config, conf/experiment/hierarchical/NAME.yaml: `experiment=rayan` with the
 # head only on cached features, and the method's settings.
 METHODS = ["erm", "balanced_sampling", "group_dro", "jtt", "dfr", "logit_adjustment"]
@@ -57,7 +59,7 @@ def train(overrides: list[str], run_dir: Path, experiment: str = "rayan") -> dic
     """One `python -m hackrobust.train experiment=...` run; its worst-K table and seconds."""
     command = [sys.executable, "-m", "hackrobust.train", f"experiment={experiment}"]
     command += ["dataset=tinyimagenet_hier", "trainer.enable_progress_bar=false"]
-    command += [*overrides, f"hydra.run.dir={run_dir}"]
+    command += [*overrides, f"hydra.run.dir={set_aside(run_dir)}"]
     start = time.time()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode:

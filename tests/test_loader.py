@@ -272,6 +272,14 @@ def _empty_file(path):
     path.write_bytes(b"")
 
 
+def _impossible_shape(path):
+    """A valid header claiming 10**12 rows over the same 24 floats per row."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**12, 1, 4, 6)}
+    with path.open("wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(np.zeros(24).tobytes())
+
+
 @pytest.mark.parametrize(
     "damage, problem",
     [
@@ -280,8 +288,9 @@ def _empty_file(path):
         (_a_pickle, "not a .npy file"),
         (_an_npz, ".npz archive"),
         (_empty_file, "not loadable"),
+        (_impossible_shape, "declares shape (1000000000000, 1, 4, 6)"),
     ],
-    ids=["git lfs pointer", "truncated", "pickle", "npz", "empty file"],
+    ids=["git lfs pointer", "truncated", "pickle", "npz", "empty file", "impossible shape"],
 )
 def test_file_that_is_not_loadable(tmp_path, damage, problem):
     folder = write_folder(tmp_path / "d")
@@ -300,3 +309,19 @@ def test_bad_metadata(tmp_path, text, problem):
     (folder / METADATA).write_text(text)
     message = load_error(folder)
     assert str(folder / METADATA) in message and problem in message
+
+
+@pytest.mark.parametrize("name", [X_LABELED, Y_LABELED, Y_TARGET, METADATA])
+def test_a_folder_or_a_bad_link_named_like_a_data_file_is_reported_as_what_it_is(tmp_path, name):
+    folder = write_folder(tmp_path / "d")
+    path = folder / name
+    path.unlink(missing_ok=True)
+    path.mkdir()
+    assert load_error(folder) == f"{path} is a folder, not a file: put the .npy array there instead"
+    path.rmdir()
+    path.symlink_to(path)
+    message = load_error(folder)
+    assert message.startswith(f"{path} is a link that loops (to {path})")
+    path.unlink()
+    path.symlink_to(tmp_path / "gone.npy")
+    assert load_error(folder).startswith(f"{path} is a broken link (to {tmp_path / 'gone.npy'})")

@@ -12,6 +12,7 @@ from hackrobust.reveal import RevealError
 from hackrobust.submission import SubmissionExistsError
 from hackrobust.train import train
 from hackrobust.utils.errors import UserError
+from hackrobust.utils.run_dir import set_aside
 
 from helpers import compose_train, offline_overrides
 
@@ -97,3 +98,37 @@ def test_an_unreachable_reveal_server_is_refused_before_training(tmp_path, monke
         train(cfg)
     assert not (tmp_path / "checkpoints").exists()  # no epoch ran
     assert not list((tmp_path / "state").rglob("*.json"))  # nothing spent, no ledger written
+
+
+def test_a_used_run_folder_is_refused_before_hydra_writes_there(tmp_path):
+    used = tmp_path / "run"
+    (used / ".hydra").mkdir(parents=True)
+    (used / ".hydra" / "config.yaml").write_text("the earlier run's config\n")
+    env = os.environ | {"HACKROBUST_LOG_DIR": str(tmp_path / "logs")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    command = [sys.executable, "-m", "hackrobust.train", "experiment=quickstart",
+               f"hydra.run.dir={used}"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: hydra.run.dir={used} already holds an earlier run; give a new folder "
+        "(the default is a fresh timestamped one under logs/)"
+    ]
+    assert sorted(p.name for p in used.rglob("*")) == [".hydra", "config.yaml"]
+    assert (used / ".hydra" / "config.yaml").read_text() == "the earlier run's config\n"
+
+
+def test_a_study_sets_an_unfinished_run_folder_aside_and_keeps_it(tmp_path):
+    unfinished = tmp_path / "mnist_cc-divdis-0"
+    unfinished.mkdir()
+    (unfinished / "train.log").write_text("stopped")
+    assert set_aside(unfinished) == unfinished and not unfinished.exists()
+    unfinished.mkdir()
+    (unfinished / "train.log").write_text("stopped again")
+    set_aside(unfinished)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["mnist_cc-divdis-0.unfinished-1", "mnist_cc-divdis-0.unfinished-2"]
+    assert (tmp_path / kept[1] / "train.log").read_text() == "stopped again"
+    empty = tmp_path / "new"
+    empty.mkdir()
+    assert set_aside(empty).exists()  # an empty folder is no earlier run

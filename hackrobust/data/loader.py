@@ -6,7 +6,9 @@ to fix it, so a bad folder fails at load time rather than as a shape error deep 
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 from pathlib import Path
 
@@ -105,6 +107,8 @@ def _check_folder(path: str | os.PathLike) -> Path:
         raise DatasetError(
             f"{folder} is not a directory: dataset.path must be a folder holding {expected}"
         )
+    for name in (*REQUIRED_FILES, Y_TARGET, FEATURES_TARGET, FEATURES_UNLABELED, METADATA):
+        _check_not_a_folder_or_bad_link(folder / name)
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         present = [name for name in REQUIRED_FILES if (folder / name).is_file()]
@@ -118,6 +122,24 @@ def _check_folder(path: str | os.PathLike) -> Path:
             f"({listing}); a hackathon42 folder holds {expected}"
         )
     return folder
+
+
+def _check_not_a_folder_or_bad_link(path: Path) -> None:
+    """A data file's name held by a folder, a broken link or a link loop is reported as what
+    it is (not as a missing file)."""
+    if path.is_symlink():
+        try:
+            path.stat()
+        except OSError as error:
+            target = os.readlink(path)
+            problem = "a link that loops" if error.errno == errno.ELOOP else "a broken link"
+            raise DatasetError(
+                f"{path} is {problem} (to {target}), not a file: replace it with the data file"
+            ) from None
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder, not a file: put the .npy array there instead")
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path} is not a regular file: put the data file there instead")
 
 
 # --- one .npy file ------------------------------------------------------------------------------
@@ -136,6 +158,7 @@ def _load_array(path: Path) -> np.ndarray:
         raise DatasetError(
             f"{path} is an .npz archive (np.savez), not a .npy array: save each array with np.save"
         )
+    _check_declared_size(path)
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as error:
@@ -166,17 +189,44 @@ def _load_array(path: Path) -> np.ndarray:
     return array
 
 
-def _header_has_objects(path: Path) -> bool:
+def _check_declared_size(path: Path) -> None:
+    """Refuse a .npy whose header declares more data than the file holds (a truncated file,
+    or a header claiming an impossible shape), before numpy tries to allocate it."""
+    header = _npy_header(path)
+    if header is None:
+        return  # not a readable .npy header: np.load says what it is
+    shape, dtype, offset = header
+    if dtype.hasobject:
+        return
+    declared = math.prod(shape) * dtype.itemsize
+    held = path.stat().st_size - offset
+    if declared > held:
+        raise DatasetError(
+            f"{path} declares shape {shape} of {dtype} ({declared:,} bytes) but holds "
+            f"{held:,} bytes of data: the file is truncated or its header is corrupt; write it "
+            "again with np.save"
+        )
+
+
+def _npy_header(path: Path) -> tuple[tuple, np.dtype, int] | None:
+    """(shape, dtype, offset of the data) from a .npy header; None if it cannot be read."""
     try:
         with path.open("rb") as handle:
             major, _ = np.lib.format.read_magic(handle)
-            if major == 1:
-                _, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            else:
-                _, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if major == 1
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(handle)
+            return tuple(shape), dtype, handle.tell()
     except Exception:
-        return False
-    return dtype.hasobject
+        return None
+
+
+def _header_has_objects(path: Path) -> bool:
+    header = _npy_header(path)
+    return header is not None and header[1].hasobject
 
 
 # --- inputs -------------------------------------------------------------------------------------
