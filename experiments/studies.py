@@ -234,6 +234,10 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "--epochs", "0", "--variants", "base", "channels_last", "--extra", "trainer=gpu",
          "--out", "experiments/results/flagship_gpu"],
     ),
+    "report-calibration": (
+        "the reports' verdicts and 90% intervals against the truth, over every study's records",
+        ["report_calibration.py"],
+    ),
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -112,7 +113,9 @@ def test_estimate_never_exceeds_what_few_revealed_labels_allow():
     choice, probs, holdout_accuracy, n = shifted_run(shifted=0.0)
     choice["queries"] = []
     report = build_report(choice, probs, [0.5, 1.0], n, LABELS, 0.8)
-    assert report["estimate_interval_90"][1] <= 0.5 + 0.5 * 0.95 + 1e-9
+    assert report["estimated_target_accuracy"] <= 0.5 + 0.5 * 0.95 + 1e-9
+    # The interval still holds a head that is right on every row: no label contradicted it.
+    assert report["estimate_interval_90"][1] == 1.0
 
 
 def test_heads_the_revealed_labels_did_not_separate_are_scored_as_one_head():
@@ -172,7 +175,8 @@ def test_predicted_class_shares_bound_heads_that_are_wrong_together():
     assert bound == pytest.approx(1 - abs(shares[0] - 0.5), abs=1e-4)  # TV of two classes
     assert true_accuracy <= bound + 1e-4 < 0.8  # a true bound, and below the default
     low, high = report["estimate_interval_90"]
-    assert report["estimated_target_accuracy"] <= bound and high <= bound
+    assert report["estimated_target_accuracy"] <= bound and low <= bound
+    assert high == pytest.approx(bound + 1.6449 * 0.5 * 2 * 0.5 / np.sqrt(len(probs)), abs=1e-4)
     assert report["recommendation"].startswith("keep the default")
 
 
@@ -210,3 +214,43 @@ def test_heads_not_told_apart_are_scored_from_the_revealed_labels_even_after_a_m
     low, high = report["estimate_interval_90"]
     assert low < 0.5 < 0.64 < high < 0.92
     assert report["recommendation"] == "keep the default (do not submit)"
+
+
+def test_without_held_out_rows_the_accuracy_is_null_and_the_revealed_labels_score_the_head():
+    choice, probs, _, _ = shifted_run(shifted=0.0)
+    choice["holdout_scores"] = []
+    report = build_report(choice, probs, [None, None], 0, LABELS, 0.8)
+    assert report["holdout_accuracy"] == [None, None]
+    assert json.loads(json.dumps(report, allow_nan=False)) == report  # strict JSON: no NaN
+    assert report["estimate_basis"].startswith("revealed labels only; no held-out labeled rows")
+    low, high = report["estimate_interval_90"]
+    assert (low, high) == pytest.approx((0.05 ** (1 / 6), 1.0), abs=1e-4)  # Beta(6, 1), x = n
+    assert report["recommendation"].startswith("keep the default")
+
+
+def test_one_label_where_the_heads_disagree_never_makes_a_zero_width_submit():
+    """The D-BAT run of issue 41 (`method=dbat dataset=mnist_cc dataset.source=digits
+    query=oracle trainer.max_epochs=2`): the heads agree on 65% of the rows, one revealed label
+    falls where they disagree (posterior 0.91), the chosen head predicts class 1 on 64% of a
+    balanced target, and it scored 0.77. Its report said "submit" with [0.858, 0.858]."""
+    n, rng = 1200, np.random.default_rng(0)
+    head0 = (rng.random(n) < 0.642).astype(int)
+    disagree = rng.random(n) > 0.654
+    head1 = np.where(disagree, 1 - head0, head0)
+    probs = np.stack([np.eye(2)[head0], np.eye(2)[head1]], axis=1) * 0.96 + 0.02
+    one = int(np.flatnonzero(disagree)[0])
+    agreeing = np.flatnonzero(~disagree)[:4]
+    choice = {
+        "head": 0,
+        "posterior": [0.911845, 0.088155],
+        "queries": [
+            {"datum_id": int(d), "label": int(head0[d]), "information_gain": 0.1}
+            for d in [one, *agreeing]
+        ],
+    }
+    report = build_report(choice, probs, [1.0, 1.0], 120, LABELS, 0.8, class_prior=[0.5, 0.5])
+    low, high = report["estimate_interval_90"]
+    assert report["revealed_labels_decided"]
+    assert high - low > 0.2  # one label there cannot pin the accuracy down
+    assert low < 0.77 < high
+    assert report["recommendation"].startswith("keep the default")

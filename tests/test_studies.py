@@ -387,3 +387,31 @@ def test_the_makefile_runs_studies_through_one_target():
     helped = [line for line in makefile.splitlines() if re.match(r"^[a-zA-Z_-]+:.*?## ", line)]
     assert len(helped) <= 12 and any(line.startswith("study:") for line in helped)
     assert "study-" not in makefile and "experiments/studies.py" in makefile
+
+
+def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
+    def record(accuracy, interval, verdict, basis="head agreement on the target set, ..."):
+        report = {"estimate_interval_90": interval, "estimate_basis": basis,
+                  "recommendation": verdict, "default_score": 0.8}  # fmt: skip
+        return json.dumps({"report": report, "metrics": {"target/final_acc": accuracy}})
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "study_a.jsonl").write_text(
+        "\n".join([
+            record(0.75, [0.85, 0.99], "submit"),  # a bad submit, below its interval
+            record(0.97, [0.95, 0.99], "submit"),  # covered
+            record(1.0, [0.95, 0.99], "submit"),  # above
+            record(0.6, [0.4, 0.9], "keep the default (do not submit)", "revealed labels only"),
+        ]) + "\n"
+    )  # fmt: skip
+    (results / "study_b.jsonl").write_text(json.dumps({"metrics": {"target/acc": 0.9}}) + "\n")
+    out = tmp_path / "calibration"
+    command = [sys.executable, str(EXPERIMENTS / "report_calibration.py"),
+               "--results", str(results), "--out", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    lines = out.with_suffix(".md").read_text().splitlines()
+    assert "| heads told apart | 3 | 3 | 1 | 33% | 33% | 33% |" in lines
+    assert "| revealed labels only | 1 | 0 | 0 | 100% | 0% | 0% |" in lines
+    assert lines.count("| all | 4 | 3 | 1 | 50% | 25% | 25% |") == 2  # by basis, by study
+    assert not any(line.startswith("| study_b ") for line in lines)  # no report: not counted

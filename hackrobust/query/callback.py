@@ -41,8 +41,11 @@ def names_of_hypotheses(module: L.LightningModule, count: int, label_values) -> 
 
 
 def holdout_accuracy(holdout_probs: np.ndarray, labels: torch.Tensor) -> dict:
-    """Each hypothesis's accuracy on the held-out labeled rows, and how many rows there are."""
+    """Each hypothesis's accuracy on the held-out labeled rows (None each without any), and how
+    many rows there are."""
     hits = holdout_probs.argmax(-1) == labels.numpy()[:, None]
+    if not len(hits):
+        return {"holdout_accuracy": [None] * hits.shape[1], "holdout_size": 0}
     return {"holdout_accuracy": hits.mean(axis=0).round(6).tolist(), "holdout_size": len(hits)}
 
 

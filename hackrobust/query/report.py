@@ -18,8 +18,11 @@ often if it is the true head (posterior P) and wrong as often if not:
     accuracy ~= agree x a_agree + (1 - agree) x (P x a_dis + (1 - P) x (1 - a_dis))
 
 The interval carries the uncertainty of the held-out accuracy (a 90% Wilson interval, each end
-turned into its own threshold). The disagreement part never exceeds what the revealed labels there
-allow (the 95% quantile of a Beta(1 + right, 1 + wrong) posterior). Without held-out confidences
+turned into its own threshold) and of the choice: its low end takes the chosen head to be wrong
+where the heads disagree unless the posterior leaves the other heads under `TAIL`. The point's
+disagreement part never exceeds what the revealed labels there allow (the 95% quantile of a
+Beta(1 + right, 1 + wrong) posterior); the high end stays at 1 when none of them contradicts the
+head (`upper_end`), so a perfect head is inside the interval. Without held-out confidences
 (the default), a_agree = a_dis = the held-out accuracy. When the chosen head contradicts a revealed
 label, no head is the true rule everywhere: the disagreement part is then scored from the revealed
 labels (Beta posterior) and the verdict is to keep the default. That needs the heads to have been
@@ -34,9 +37,9 @@ Where the heads agree they can be wrong together, and no revealed label looks th
 no label: a head that predicts class c on a share q_c of the target rows, whose true share is p_c,
 is right on at most sum_c min(p_c, q_c) = 1 - TV(p, q) of them. Taking the labeled set's class
 shares for p (`class_prior`; the hackathon's target sets keep them), the estimate and its interval
-are capped there. For example, a head that predicts class 1 on a quarter of the rows of a target
-whose two classes are balanced is right on at most three quarters of them, whatever the revealed
-labels said.
+are capped there (the high end only beyond the sampling noise of the target's shares). For
+example, a head that predicts class 1 on a quarter of the rows of a target whose two classes are
+balanced is right on at most three quarters of them, whatever the revealed labels said.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ Z90 = 1.6449
 ATC_SCORE = "max_probability"
 # The chosen head's posterior from which the revealed labels count as having picked a rule.
 DECIDED = 0.9
+# Each tail of the 90% interval.
+TAIL = 0.05
 
 
 def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
@@ -66,6 +71,14 @@ def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def upper_end(right: int, n: int) -> float:
+    """The 90% interval's high end for a success rate after `right` successes in `n` trials:
+    the 95% quantile of the Beta(1 + right, 1 + n - right) posterior, but 1 when every trial
+    succeeded (as Brown, Cai and DasGupta's modified Jeffreys interval does, Statistical
+    Science 2001): a rate of exactly 1 is then as likely as any, and must stay inside."""
+    return 1.0 if right >= n else float(stats.beta.ppf(0.95, 1 + right, 1 + n - right))
 
 
 def confidence(probs: np.ndarray, kind: str = ATC_SCORE) -> np.ndarray:
@@ -118,7 +131,7 @@ class _Evidence:
     revealed: dict  # datum_id: label value
     agreement: list  # each head's share of revealed labels matched (None: none revealed)
     agrees: np.ndarray  # (N,) every head predicts the same
-    accuracy: tuple[float, float, float]  # held-out: (low, point, high)
+    accuracy: tuple[float, float | None, float]  # held-out: (low, point, high)
     regions: Callable[[float], tuple[float, float]]
     posterior: float
 
@@ -135,8 +148,8 @@ def _evidence(choice: dict, probs, holdout_accuracy, holdout_size, label_values)
         float(np.mean([predicted[d, h] == y for d, y in revealed.items()])) if revealed else None
         for h in range(probs.shape[1])
     ]
-    a = holdout_accuracy[head]
-    low_a, high_a = wilson(a * holdout_size, holdout_size)
+    a = holdout_accuracy[head]  # None: no held-out labeled rows
+    low_a, high_a = wilson(a * holdout_size, holdout_size) if a is not None else (0.0, 1.0)
     agrees = (predicted == predicted[:, :1]).all(axis=1)
     regions, atc, source = _regions(choice, probs[:, head], a, agrees)
     evidence = _Evidence(
@@ -173,16 +186,31 @@ def _regions(choice: dict, head_probs: np.ndarray, a: float, agrees: np.ndarray)
 
 def _decided_estimate(e: _Evidence, source: str):
     """Heads told apart and the chosen one never contradicted: held-out-like where the heads
-    agree; where not, right as often if it is the true head, capped by the revealed rows."""
+    agree; where not, right as often if it is the true head, capped by the revealed rows.
+
+    The interval's ends are the quantiles of that mixture at `TAIL` and 1 - `TAIL`: the chosen head is the
+    true rule with probability P (the posterior), right where the heads disagree about as often
+    as on the held-out split; otherwise the other head is, and the chosen one is mostly wrong
+    there. So unless P leaves under `TAIL` to the other head, the low end takes it wrong there."""
     asked = [e.predicted[d, e.head] == y for d, y in e.revealed.items() if not e.agrees[d]]
-    cap = float(stats.beta(1 + sum(asked), 1 + len(asked) - sum(asked)).ppf(0.95))
+    right, P = sum(asked), e.posterior
+    cap = float(stats.beta(1 + right, 1 + len(asked) - right).ppf(0.95))
+    low_a, a, high_a = e.accuracy
 
-    def estimate(acc: float) -> float:
-        a_agree, a_dis = e.regions(acc)
-        disagreement = min(cap, e.posterior * a_dis + (1 - e.posterior) * (1 - a_dis))
-        return e.agree * a_agree + (1 - e.agree) * disagreement
+    def estimate(acc: float, disagreement: float) -> float:
+        return e.agree * e.regions(acc)[0] + (1 - e.agree) * disagreement
 
-    low, point, high = (estimate(acc) for acc in e.accuracy)
+    def where_disagreeing(acc: float) -> float:
+        return e.regions(acc)[1]
+
+    dis = where_disagreeing(a)
+    point = estimate(a, min(cap, P * dis + (1 - P) * (1 - dis)))
+    if P < 1 - TAIL:  # the other head may be the true one
+        low = estimate(low_a, 1 - where_disagreeing(high_a))
+    else:
+        low = estimate(low_a, min(cap, where_disagreeing(low_a)))
+    # The point is capped at the revealed rows' 95% quantile; the high end is not (`upper_end`).
+    high = estimate(high_a, min(upper_end(right, len(asked)), where_disagreeing(high_a)))
     basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
     return point, (min(point, low, high), max(point, low, high)), basis
 
@@ -217,12 +245,22 @@ def _revealed_only_estimate(e: _Evidence, heads: int):
         )
     elif heads == 1:
         basis = "revealed labels only (one head)"
+    elif e.posterior >= DECIDED:  # decided, but no held-out rows to score the head with
+        basis = "revealed labels only"
     else:
         basis = (
             "revealed labels only: they did not decide between the heads (posterior "
             f"{e.posterior:.3f} < {DECIDED})"
         )
-    return float(beta.mean()), (float(beta.ppf(0.05)), float(beta.ppf(0.95))), basis
+    high = upper_end(right, len(e.revealed))
+    return float(beta.mean()), (float(beta.ppf(0.05)), high), basis
+
+
+def share_noise(class_prior, n: int) -> float:
+    """How far (one-sided, at `Z90`) the total variation between `n` rows' class shares and the
+    `class_prior` they are drawn from may go: half the sum of each share's binomial deviation."""
+    prior = np.asarray(class_prior, float)
+    return Z90 * 0.5 * float(np.sqrt(prior * (1 - prior) / n).sum())
 
 
 def _class_balance(head_probs: np.ndarray, class_prior, classes: int) -> tuple[float, dict]:
@@ -235,6 +273,17 @@ def _class_balance(head_probs: np.ndarray, class_prior, classes: int) -> tuple[f
         "labeled_shares": np.round(class_prior, 4).tolist(),
         "accuracy_bound": round(bound, 4),
     }
+
+
+def _estimate(e: _Evidence, source: str, heads: int, consistent: bool):
+    """(point, interval, basis) by the estimator that fits the evidence (module docstring)."""
+    if heads > 1 and e.posterior >= DECIDED and e.accuracy[1] is not None:
+        estimator = _decided_estimate if consistent else _contradicted_estimate
+        return estimator(e, source)
+    point, interval, basis = _revealed_only_estimate(e, heads)
+    if e.accuracy[1] is None:
+        basis += "; no held-out labeled rows (dataset.holdout_fraction or too few labels)"
+    return point, interval, basis
 
 
 def build_report(
@@ -257,18 +306,18 @@ def build_report(
     # One revealed label against the chosen head means no head is the true rule everywhere.
     consistent = not e.revealed or e.agreement[e.head] == 1.0
     decided = e.posterior >= DECIDED
-    if probs.shape[1] > 1 and decided:
-        estimator = _decided_estimate if consistent else _contradicted_estimate
-        point, interval, basis = estimator(e, source)
-    else:
-        point, interval, basis = _revealed_only_estimate(e, probs.shape[1])
+    point, interval, basis = _estimate(e, source, probs.shape[1], consistent)
     balance = {}
     if class_prior is not None:
         bound, fields = _class_balance(probs[:, e.head], class_prior, len(label_values))
         balance = {"class_balance": fields}
         if point > bound:
             basis += "; capped by the chosen head's predicted class shares"
-        point, interval = min(point, bound), (min(interval[0], bound), min(interval[1], bound))
+        # The target's class shares are the labeled set's only up to sampling noise: the high
+        # end may pass the bound by that much.
+        slack = share_noise(class_prior, len(probs))
+        point = min(point, bound)
+        interval = (min(interval[0], bound), max(point, min(interval[1], bound + slack)))
     submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": e.head,

@@ -1,0 +1,111 @@
+"""How well the reports' verdicts and intervals held, over every study's records.
+
+    python experiments/report_calibration.py [--out experiments/results/report_calibration]
+
+Trains nothing. Reads every `experiments/results/*.jsonl` record that carries a report with an
+interval, and compares the report with the accuracy the run's CSV scored against the generated
+answer key (`target/final_acc`, the chosen head's `target/acc` before self-training existed).
+Two counts per study and per estimate basis: the runs whose report said "submit" although the
+CSV scored below the default (a bad submission: worse than none), and how often the 90 %
+interval held the CSV's accuracy (its coverage). The records were written by the report code of
+their commit, so a study's rows say how that code's reports held, not today's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+# The start of each kind of `estimate_basis` (hackrobust/query/report.py), and its name here.
+BASES = {
+    "head agreement": "heads told apart",
+    "the chosen head contradicts": "chosen head contradicted",
+    "revealed labels only": "revealed labels only",
+    "no target label": "nothing revealed",
+}
+
+
+def scored_reports(results: Path) -> list[dict]:
+    """One row per recorded run with a report interval and a target accuracy."""
+    rows = []
+    for store in sorted(results.glob("*.jsonl")):
+        for line in store.read_text().splitlines():
+            record = json.loads(line)
+            report, metrics = record.get("report"), record.get("metrics", {})
+            accuracy = metrics.get("target/final_acc", metrics.get("target/acc"))
+            if not report or "estimate_interval_90" not in report or accuracy is None:
+                continue
+            low, high = report["estimate_interval_90"]
+            rows.append({
+                "study": store.stem,
+                "basis": basis_of(report["estimate_basis"]),
+                "submitted": report["recommendation"] == "submit",
+                "below_default": accuracy < report["default_score"],
+                "covered": low - 1e-9 <= accuracy <= high + 1e-9,
+                "above": accuracy > high + 1e-9,
+            })  # fmt: skip
+    return rows
+
+
+def basis_of(text: str) -> str:
+    return next((name for start, name in BASES.items() if text.startswith(start)), "other")
+
+
+def table(rows: list[dict], key: str) -> list[str]:
+    """Per value of `key`: runs, submits, bad submits, and the interval's coverage."""
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row[key]].append(row)
+    lines = [
+        f"| {key} | runs | said submit | submit below the default | interval held the accuracy "
+        "| accuracy above the interval | accuracy below it |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in [*sorted(groups), "all"]:
+        group = rows if name == "all" else groups[name]
+        n = len(group)
+        covered = sum(r["covered"] for r in group)
+        above = sum(r["above"] for r in group)
+        lines.append(
+            f"| {name} | {n} | {sum(r['submitted'] for r in group)} "
+            f"| {sum(r['submitted'] and r['below_default'] for r in group)} "
+            f"| {covered / n:.0%} | {above / n:.0%} | {(n - covered - above) / n:.0%} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "report_calibration")
+    args = parser.parse_args()
+    rows = scored_reports(args.results)
+    if not rows:
+        sys.exit(f"no record with a report interval under {args.results}")
+    command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    text = "\n".join([
+        "# The reports against the truth: verdicts and 90 % intervals",
+        "",
+        (__doc__.split("\n\n", 2)[2]).strip(),
+        "",
+        f"Regenerate: `{command}` ({len(rows)} runs).",
+        "",
+        "## By estimate basis",
+        "",
+        *table(rows, "basis"),
+        "",
+        "## By study",
+        "",
+        *table(rows, "study"),
+        "",
+    ])  # fmt: skip
+    args.out.with_suffix(".md").write_text(text)
+    print(f"wrote {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
