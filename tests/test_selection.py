@@ -64,7 +64,8 @@ def test_selection_reads_target_inputs_without_an_answer_key(tmp_path):
         rows = [r for r in csv.DictReader(handle) if r.get("val/select")]
     scores = {int(r["epoch"]): float(r["val/select"]) for r in rows}
     assert len(scores) == 3
-    kept = [p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")]
+    kept = [p.name for p in (tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt")]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # to finish from
     assert kept == [f"epoch_{min(scores, key=scores.get):03d}.ckpt"]
 
 
@@ -100,7 +101,8 @@ def test_last_fitting_keeps_the_last_epoch_no_head_fell_from_its_best(tmp_path):
     accuracy = np.array([[float(r["val/acc_head0"]), float(r["val/acc_head1"])] for r in rows])
     best = np.maximum.accumulate(accuracy, axis=0)
     fitting = [e for e in range(len(rows)) if (accuracy[e] >= best[e] - 0.02 - 1e-6).all()]
-    kept = [p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")]
+    kept = [p.name for p in (tmp_path / "run" / "checkpoints").glob("epoch_*.ckpt")]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # to finish from
     assert kept == [f"epoch_{max(fitting):03d}.ckpt"]
 
 

@@ -315,7 +315,7 @@ def test_group_balancing_weights_give_every_group_of_label_and_other_heads_the_s
 
     given = []
     monkeypatch.setattr(
-        self_training, "_fit_student", lambda *args: given.append(args[-1]) or SignRule([0])
+        self_training, "_fit_student", lambda *args: given.append(args[5]) or SignRule([0])
     )
     choice = choice_revealing(datamodule, (0,), [1.0, 0.5])
     result = self_training.self_train(student_recipe(cfg), datamodule, teacher, probs, choice)
@@ -441,3 +441,32 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
     assert student_recipe(cfg).trainer().max_epochs == 1  # and so are the run's settings
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         self_training.self_train(student_recipe(cfg), datamodule, teacher, probs, None, epochs=0)
+
+
+def test_without_held_out_rows_the_report_says_null_and_stays_strict_json(tmp_path):
+    overrides = [*offline_overrides("toy", tmp_path), *ORACLE_DIVDIS, "dataset.holdout_fraction=0"]
+    train(compose_train([*overrides, "self_training=pseudo_label"], tmp_path))
+
+    def no_nan(token):
+        raise AssertionError(f"{token} in the report")
+
+    text = (tmp_path / "submission.report.json").read_text()
+    report = json.loads(text, parse_constant=no_nan)
+    assert report["holdout_accuracy"] == [None, None]
+    assert report["self_training"]["holdout_accuracy"] is None
+    assert "no held-out labeled rows" in report["estimate_basis"]
+
+
+def test_a_student_started_from_the_teacher_predicts_as_its_chosen_head():
+    from hackrobust.models.auto import auto
+
+    torch.manual_seed(0)
+    teacher = auto((1, 8, 8), num_classes=3, num_heads=2, cnn_width=4, cnn_blocks=1).eval()
+    student = auto((1, 8, 8), num_classes=3, num_heads=1, cnn_width=4, cnn_blocks=1).eval()
+    student.load_state_dict(self_training.chosen_head_state(teacher, head=1))
+    x = torch.randn(5, 1, 8, 8)
+    torch.testing.assert_close(student(x)[:, 0], teacher(x)[:, 1])
+    with pytest.raises(ValueError, match="start=teacher needs a trunk with heads"):
+        self_training.chosen_head_state(torch.nn.Linear(2, 2), head=0)
+    with pytest.raises(ValueError, match="self_training.start must be one of pretrained, teacher"):
+        self_training.SelfTrainingSettings(start="scratch")

@@ -538,3 +538,48 @@ def test_an_exercise_without_metadata_gets_the_hackathon_default_for_its_id(tmp_
         store.add_exercise(exercise_id, folder)
     defaults = {e["id"]: e["default_score"] for e in store.leaderboard()["exercises"]}
     assert defaults == {3: 0.8, 888: 0.5, 999: 0.5}
+
+
+def test_a_refused_reveal_says_how_to_finish_from_the_kept_model_and_that_works(db, tmp_path):
+    """Wrong credentials show only at query time: the one-line error gives the command that
+    finishes from the trained model, and that command trains no epoch and pretrains nothing."""
+    import json
+    import shlex
+
+    import hydra
+
+    from helpers import compose_train, offline_overrides
+
+    overrides = [*offline_overrides("toy", tmp_path), "method=divdis", "trainer.max_epochs=2",
+                 "callbacks=chosen_head_fitting", "pretrain=autoencoder", "pretrain.epochs=1",
+                 "self_training=pseudo_label", "self_training.epochs=1",
+                 "trainer.enable_progress_bar=false", "logger=csv"]  # fmt: skip
+    datamodule = hydra.utils.instantiate(compose_train(overrides, tmp_path / "compose").dataset)
+    datamodule.prepare_data()
+    Store(db).add_exercise(7, datamodule.generated_dir())
+    env = os.environ | {"HACKROBUST_REVEAL_PASSWORD": "wrong"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    with Running(db) as server:
+        api = ["query=api", f"query.url={server.url}", "query.exercise_id=7"]
+        first = [*overrides, *api, f"hydra.run.dir={tmp_path / 'first'}"]
+        refused = subprocess.run([sys.executable, "-m", "hackrobust.train", *first],
+                                 capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        (error,) = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+        assert "finish without training again with `python -m hackrobust.train " in error
+        command = shlex.split(error.split("`")[1])
+        last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+        assert command[-1] == f"ckpt_path={last}" and last.is_file()
+        assert not any(word.startswith("hydra.run.dir=") for word in command)
+        assert not (tmp_path / "first" / "submission.csv").exists()
+
+        again = tmp_path / "again"
+        finished = subprocess.run([sys.executable, *command[1:], f"hydra.run.dir={again}"],
+                                  capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    metrics = json.loads((again / "metrics.json").read_text())
+    assert "pretrain/loss" not in metrics  # read, not pretrained again
+    assert not any(key.startswith("train/") for key in metrics)  # no epoch trained
+    assert not (again / "head_fitting").exists()
+    report = json.loads((again / "submission.report.json").read_text())
+    assert 1 <= report["labels_revealed"] <= 5 and (again / "submission.csv").is_file()

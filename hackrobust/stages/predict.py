@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hackrobust.predict import predict_target
+from hackrobust.reveal import RevealError
 from hackrobust.stages.run import Run
+from hackrobust.utils.config import resume_command
 
 
 class PredictTarget:
@@ -16,9 +18,18 @@ class PredictTarget:
     def __call__(self, run: Run) -> Run:
         checkpoint = run.trainer.checkpoint_callback
         run.checkpoint = checkpoint.best_model_path if checkpoint else ""
-        run.probs = predict_target(
-            run.trainer, run.method, run.datamodule, ckpt_path=run.checkpoint or None
-        )
+        try:
+            run.probs = predict_target(
+                run.trainer, run.method, run.datamodule, ckpt_path=run.checkpoint or None
+            )
+        except RevealError as error:  # wrong credentials, a spent budget: training is kept
+            last = checkpoint.last_model_path if checkpoint else ""
+            if not (last and Path(last).is_file()):
+                raise
+            raise RevealError(
+                f"{error}. The trained model is kept: once that is fixed, finish without "
+                f"training again with `{resume_command(last)}`"
+            ) from error
         query = run.callbacks.get("query")
         run.choice = query.result if query is not None else None
         return run

@@ -37,7 +37,8 @@ class SelfTraining:
             trunk_state=run.trunk_state, **self.settings,
         )  # fmt: skip
         run.probs, run.choice = result.probs, result.choice
-        run.metrics["self_training/holdout_acc"] = result.summary["holdout_accuracy"]
+        if result.summary["holdout_accuracy"] is not None:
+            run.metrics["self_training/holdout_acc"] = result.summary["holdout_accuracy"]
         run.metrics["self_training/used"] = float(result.summary["used"])
         run.report_sections["self_training"] = result.summary
         if run.datamodule.data.has_answer_key:

@@ -173,14 +173,18 @@ def target_folds(n_target: int, folds: int) -> list[np.ndarray]:
     return [np.sort(order[k::folds]) for k in range(folds)]
 
 
-def _share(a: np.ndarray, b: np.ndarray) -> float:
-    return round(float(np.mean(a == b)), 6) if len(a) else float("nan")
+def _share(a: np.ndarray, b: np.ndarray) -> float | None:
+    return round(float(np.mean(a == b)), 6) if len(a) else None
 
 
 def _agreement(predicted: np.ndarray, revealed: dict[int, int]) -> float | None:
     if not revealed:
         return None
     return float(np.mean([predicted[d] == y for d, y in revealed.items()]))
+
+
+# What a student may start from (`SelfTrainingSettings.start`).
+STARTS = ("pretrained", "teacher")
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,8 @@ class SelfTrainingSettings:
         right). Each round then trains `folds` x `students` students.
     epochs: each student's epochs (None: the run's, `trainer.max_epochs`); a schedule over the
         fit's epochs (the cosine one) follows them.
+    start: what each student starts from: "pretrained", the pretrained trunk when the run has
+        one (else fresh weights), or "teacher", the teacher's trunk and chosen head.
     """
 
     # In the order the report shows them.
@@ -215,8 +221,13 @@ class SelfTrainingSettings:
     folds: int = 1
     epochs: int | None = None
     balance_groups: bool = False
+    start: str = "pretrained"
 
     def __post_init__(self):
+        if self.start not in STARTS:
+            raise ValueError(
+                f"self_training.start must be one of {', '.join(STARTS)}, got {self.start!r}"
+            )
         if self.rounds < 1:
             raise ValueError(f"self_training.rounds must be at least 1, got {self.rounds}")
         if self.students < 1:
@@ -257,6 +268,8 @@ def self_train(
         for q in (choice or {}).get("queries", [])
     }
     teacher_target = probs[:, head]
+    if options.start == "teacher":
+        trunk_state = None  # the student starts from the teacher's weights instead
     trained = _train_rounds(
         student, datamodule, teacher, head, teacher_target, sorted(revealed), trunk_state, options
     )
@@ -322,8 +335,9 @@ def _train_rounds(
             )
             fold_rows.append(len(train_set))
             fold_groups.append(groups)
+            start = chosen_head_state(teacher.net, head) if options.start == "teacher" else None
             fold_students = [
-                _fit_student(recipe, datamodule, train_set, trunk_state, fixmatch, weights)
+                _fit_student(recipe, datamodule, train_set, trunk_state, fixmatch, weights, start)
                 for _ in range(options.students)
             ]
             next_target[predicted] = _mean_probabilities(fold_students, target_x[predicted])
@@ -362,7 +376,7 @@ def _rejection(summary: dict) -> str | None:
     on what is known, the revealed labels (it never trained on them) and the held-out split."""
     if (summary["revealed_agreement"] or 0) < (summary["chosen_head_revealed_agreement"] or 0):
         return "contradicts a revealed label the chosen head got right"
-    if summary["holdout_accuracy"] < summary["chosen_head_holdout_accuracy"]:
+    if (summary["holdout_accuracy"] or 0) < (summary["chosen_head_holdout_accuracy"] or 0):
         return "is less accurate than the chosen head on the held-out split"
     return None
 
@@ -377,6 +391,20 @@ def _student_choice(choice: dict, head: int, holdout_accuracy: float, used_holdo
     return choice
 
 
+def chosen_head_state(net: torch.nn.Module, head: int) -> dict:
+    """The weights of a one-head copy of the multi-head `net` that keeps its trunk and `head`."""
+    if not hasattr(net, "heads"):
+        raise ValueError(
+            f"self_training.start=teacher needs a trunk with heads; {type(net).__name__} has none "
+            "(an ensemble such as D-BAT's): use start=pretrained"
+        )
+    classes = net.num_classes
+    rows = slice(head * classes, (head + 1) * classes)
+    state = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("heads.")}
+    return state | {"heads.weight": net.heads.weight[rows].detach().clone(),
+                    "heads.bias": net.heads.bias[rows].detach().clone()}  # fmt: skip
+
+
 def _mean_probabilities(models: list[L.LightningModule], x: torch.Tensor) -> np.ndarray:
     """(N, classes): the one-head `models`' mean class probabilities on `x`."""
     return np.mean([target_probabilities(model, x)[:, 0] for model in models], axis=0)
@@ -389,9 +417,11 @@ def _fit_student(
     trunk_state: dict | None = None,
     fixmatch: dict | None = None,
     weights: torch.Tensor | None = None,
+    start: dict | None = None,
 ) -> L.LightningModule:
     """A one-head model with the run's model, optimizer and trainer settings, from scratch (or
-    from `trunk_state`, the pretrained trunk, when the run pretrained one), trained like ERM on
+    from `trunk_state`, the pretrained trunk, when the run pretrained one; or from `start`, a
+    whole one-head model's weights), trained like ERM on
     `train_set`, or like FixMatch with `fixmatch` (its unlabeled batches: unlabeled and target);
     with `weights`, its rows are drawn in proportion to them.
 
@@ -408,7 +438,9 @@ def _fit_student(
         num_heads=1,
         **settings,
     )
-    if trunk_state is not None:
+    if start is not None:
+        student.net.load_state_dict(start)
+    elif trunk_state is not None:
         trunks_of(student.net)[0].load_state_dict(trunk_state)
     student_data = copy.copy(datamodule)
     student_data.train_set = train_set

@@ -1,7 +1,8 @@
-"""Where the Hydra configs live, and how a resolved config is shown."""
+"""Where the Hydra configs live, how a resolved config is shown, and the command that resumes a run."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -26,3 +27,20 @@ def print_config(cfg: DictConfig) -> None:
         print(text, flush=True)
         return
     Console().print(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
+
+
+def resume_command(checkpoint: str | Path) -> str:
+    """The command line of this run (its Hydra overrides), resumed from `checkpoint`: a run
+    resumed from its last checkpoint trains no further epoch."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = []
+    if HydraConfig.initialized():
+        overrides = [o for o in HydraConfig.get().overrides.task if not _run_specific(o)]
+    words = ["python", "-m", "hackrobust.train", *overrides, f"ckpt_path={checkpoint}"]
+    return shlex.join(words)
+
+
+def _run_specific(override: str) -> bool:
+    """An override the resumed run must not repeat: its checkpoint and its run folder."""
+    return override.split("=", 1)[0].lstrip("+~") in {"ckpt_path", "hydra.run.dir"}
