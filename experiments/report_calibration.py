@@ -8,13 +8,17 @@ answer key (`target/final_acc`, the chosen head's `target/acc` before self-train
 Two counts per study and per estimate basis: the runs whose report said "submit" although the
 CSV scored below the default (a bad submission: worse than none), and how often the 90 %
 interval held the CSV's accuracy (its coverage). The records were written by the report code of
-their commit, so a study's rows say how that code's reports held, not today's.
+their commit, so a study's rows say how that code's reports held, not today's; the first table
+counts only the records written since the report's rule last changed (`--since`, by default the
+newest commit that changed hackrobust/query/report.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -42,6 +46,7 @@ def scored_reports(results: Path) -> list[dict]:
             low, high = report["estimate_interval_90"]
             rows.append({
                 "study": store.stem,
+                "commit": record.get("commit", "unknown"),
                 "basis": basis_of(report["estimate_basis"]),
                 "submitted": report["recommendation"] == "submit",
                 "below_default": accuracy < report["default_score"],
@@ -49,6 +54,21 @@ def scored_reports(results: Path) -> list[dict]:
                 "above": accuracy > high + 1e-9,
             })  # fmt: skip
     return rows
+
+
+def last_change(path: str = "hackrobust/query/report.py") -> str:
+    """The newest commit that changed `path`."""
+    done = subprocess.run(["git", "log", "-1", "--format=%h", "--", path],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+@functools.cache
+def descends_from(commit: str, ancestor: str) -> bool:
+    """Whether `commit` is `ancestor` or comes after it (False for an unknown commit)."""
+    done = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit],
+                          capture_output=True)  # fmt: skip
+    return done.returncode == 0
 
 
 def basis_of(text: str) -> str:
@@ -82,10 +102,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=RESULTS / "report_calibration")
+    parser.add_argument("--since", default=None, help="the commit of the report's rule")
     args = parser.parse_args()
     rows = scored_reports(args.results)
     if not rows:
         sys.exit(f"no record with a report interval under {args.results}")
+    since = args.since or last_change()
+    current = [row for row in rows if descends_from(row["commit"], since)]
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     text = "\n".join([
         "# The reports against the truth: verdicts and 90 % intervals",
@@ -94,11 +117,15 @@ def main() -> None:
         "",
         f"Regenerate: `{command}` ({len(rows)} runs).",
         "",
-        "## By estimate basis",
+        f"## Today's rule: the {len(current)} runs written since {since}",
+        "",
+        *(table(current, "basis") if current else ["None yet: run a study again."]),
+        "",
+        "## Every record, by estimate basis",
         "",
         *table(rows, "basis"),
         "",
-        "## By study",
+        "## Every record, by study",
         "",
         *table(rows, "study"),
         "",

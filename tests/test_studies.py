@@ -390,27 +390,34 @@ def test_the_makefile_runs_studies_through_one_target():
 
 
 def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
-    def record(accuracy, interval, verdict, basis="head agreement on the target set, ..."):
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True, cwd=EXPERIMENTS).stdout.strip()  # fmt: skip
+
+    def record(accuracy, interval, verdict, basis="head agreement on the target set, ...",
+               commit="0000000"):  # fmt: skip
         report = {"estimate_interval_90": interval, "estimate_basis": basis,
                   "recommendation": verdict, "default_score": 0.8}  # fmt: skip
-        return json.dumps({"report": report, "metrics": {"target/final_acc": accuracy}})
+        metrics = {"target/final_acc": accuracy}
+        return json.dumps({"report": report, "metrics": metrics, "commit": commit})
 
     results = tmp_path / "results"
     results.mkdir()
     (results / "study_a.jsonl").write_text(
         "\n".join([
             record(0.75, [0.85, 0.99], "submit"),  # a bad submit, below its interval
-            record(0.97, [0.95, 0.99], "submit"),  # covered
-            record(1.0, [0.95, 0.99], "submit"),  # above
+            record(0.97, [0.95, 0.99], "submit", commit=head),  # covered, today's rule
+            record(1.0, [0.95, 0.99], "submit", commit=head),  # above, today's rule
             record(0.6, [0.4, 0.9], "keep the default (do not submit)", "revealed labels only"),
         ]) + "\n"
     )  # fmt: skip
     (results / "study_b.jsonl").write_text(json.dumps({"metrics": {"target/acc": 0.9}}) + "\n")
     out = tmp_path / "calibration"
     command = [sys.executable, str(EXPERIMENTS / "report_calibration.py"),
-               "--results", str(results), "--out", str(out)]  # fmt: skip
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
+               "--results", str(results), "--out", str(out), "--since", head]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=60, cwd=EXPERIMENTS)
     lines = out.with_suffix(".md").read_text().splitlines()
+    today = lines.index(f"## Today's rule: the 2 runs written since {head}")
+    assert lines[today + 4] == "| heads told apart | 2 | 2 | 0 | 50% | 50% | 0% |"
     assert "| heads told apart | 3 | 3 | 1 | 33% | 33% | 33% |" in lines
     assert "| revealed labels only | 1 | 0 | 0 | 100% | 0% | 0% |" in lines
     assert lines.count("| all | 4 | 3 | 1 | 50% | 25% | 25% |") == 2  # by basis, by study
