@@ -35,8 +35,8 @@ format: $(STAMP) ## Format and fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: $(STAMP) ## Train ERM on mnist_cc built from bundled digits (offline) and write the CSV
-	$(BIN)/python -m hackrobust.train experiment=quickstart
+demo: $(STAMP) ## The fast flagship on an offline set (bundled digits): 5 labels, verdict, CSV
+	$(BIN)/python -m hackrobust.train experiment=demo
 
 sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickstart
 	$(BIN)/python -m hackrobust.train -m experiment=quickstart seed=0,1,2

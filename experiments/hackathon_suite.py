@@ -291,9 +291,13 @@ def self_training_table(records: list[dict]) -> str:
             for name in ("chosen_head_acc", "student_acc", "used")
         }
         final = np.array([r["metrics"]["target/final_acc"] for r in group])
+        skipped = sum(r["metrics"].get("self_training/skipped", 0) for r in group)
+        used = f"{int(metric['used'].sum())}/{len(group)}" + (
+            f" ({int(skipped)} skipped)" if skipped else ""
+        )
         lines.append(
             f"| {dataset} | {method} | {metric['chosen_head_acc'].mean():.3f} "
-            f"| {metric['student_acc'].mean():.3f} | {int(metric['used'].sum())}/{len(group)} "
+            f"| {metric['student_acc'].mean():.3f} | {used} "
             f"| {final.mean():.3f} | {len(group)} |"
         )
     methods = ", ".join(f"`{m}`" for m in sorted({method for _, method in rows}))
@@ -301,7 +305,8 @@ def self_training_table(records: list[dict]) -> str:
         f"\n\nSelf-training ({methods}): in each run, the\n"
         "target accuracy of the head the query chose and of the student trained on its\n"
         "pseudo-labels (reading only), how often the student passed its checks (revealed\n"
-        "labels, held-out split) and replaced the head, and the accuracy submitted.\n\n"
+        "labels, held-out split) and replaced the head (skipped: the head was sure of enough\n"
+        "target rows that no student was trained), and the accuracy submitted.\n\n"
         + "\n".join(lines)
     )
 

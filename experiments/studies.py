@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_CNN = ["--extra", "trainer.enable_progress_bar=false", "model.cnn_width=16"]
 DEEP_CNN = ["--extra", "trainer.enable_progress_bar=false", "model.cnn_blocks=3"]
 ONE_RECIPE = "The one recipe (make study NAME=hackathon-one-recipe)"
+FAST_TEACHER_NOTE = (
+    "experiment=flagship_fast_teacher: bf16 autocast, channels-last convolutions, 10 "
+    "autoencoder epochs, students started from the teacher's chosen head for 20 epochs and "
+    "skipped when the head is sure of nearly every target row. Seconds per stage in the "
+    "records (timings/<stage>); make study NAME=flagship-fast-teacher-baseline times the "
+    "recipe it replaces on the same machine."
+)
 
 # name: (what it studies, [the script in experiments/, its arguments...])
 STUDIES: dict[str, tuple[str, list[str]]] = {
@@ -227,6 +234,34 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "experiment=flagship_fast (bf16 autocast, channels-last convolutions, half the "
          "autoencoder's and the student's epochs) on the seeds the flagship was put together "
          "on; seconds per stage in the records (timings/<stage>)."],
+    ),
+    "flagship-fast-teacher": (
+        "the fast flagship's next candidate: ten MNIST sets, tuning seeds 0-2 (resumes)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_teacher",
+         "--datasets", "mnist", "--seeds", "0", "1", "2",
+         "--out", "experiments/results/hackathon_suite_flagship_fast_teacher",
+         "--title", "The hackathon suite: the fast flagship's next candidate",
+         "--note", FAST_TEACHER_NOTE],
+    ),
+    "flagship-fast-teacher-draws": (
+        "the same on random draws of every set's free choices, fresh seeds 3-7 (never tuned on)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_teacher",
+         "--datasets", "mnist", "--seeds", "3", "4", "5", "6", "7",
+         "--extra", "trainer.enable_progress_bar=false", "dataset.generator.draw=true",
+         "--out", "experiments/results/hackathon_suite_flagship_fast_teacher_draws",
+         "--title", "The hackathon suite: the fast flagship's candidate on random draws",
+         "--note", "Seeds 3 to 7 were never used to tune it; each set's label feature, digits "
+         "and unlabeled mix rate are drawn from the seed (dataset.generator.draw=true). "
+         + FAST_TEACHER_NOTE],
+    ),
+    "flagship-fast-teacher-baseline": (
+        "the flagship as it was, timed beside the candidate in its study (two sets, seed 0)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship",
+         "--datasets", "mnist_sum_bis", "mnist_cc", "--seeds", "0",
+         "--out", "experiments/results/hackathon_suite_flagship_baseline",
+         "--title", "The hackathon suite: the flagship it replaces, timed on the same machine",
+         "--note", "experiment=flagship as it was, for the seconds beside make study "
+         "NAME=flagship-fast-teacher (run them one after the other on one machine)."],
     ),
     "flagship-gpu": (
         "the flagship, unchanged, timed on a GPU on three sets (run it where a GPU is lent)",

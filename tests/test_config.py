@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -258,3 +259,28 @@ def test_every_hierarchical_benchmark_method_is_an_experiment_config(name, tmp_p
     assert "export_challenge_weights" in cfg.callbacks  # the rest is experiment=rayan's
     for key, value in settings.items():
         assert OmegaConf.select(cfg, key) == value
+
+
+def test_the_demo_is_the_fast_flagship_offline_with_the_oracle(tmp_path):
+    demo = compose_train(["experiment=demo"], tmp_path)
+    fast = compose_train(["experiment=flagship_fast_teacher", "dataset=mnist_cc", "query=oracle",
+                          "dataset.source=digits"], tmp_path)  # fmt: skip
+    assert OmegaConf.to_container(demo) == OmegaConf.to_container(fast)
+    assert (
+        demo.dataset.source == "digits"
+        and "oracle" in demo.query.callback.revealer._target_.lower()
+    )
+
+
+@pytest.mark.slow
+def test_the_demo_ends_with_the_verdict_and_the_csv(tmp_path):
+    env = os.environ | {"HACKROBUST_LOG_DIR": str(tmp_path / "logs")}
+    proc = _cli(["experiment=demo", "trainer.enable_progress_bar=false"], tmp_path, env)
+    out = proc.communicate(timeout=1800)[0]
+    assert proc.returncode == 0, out[-3000:]
+    (run_dir,) = (tmp_path / "logs" / "runs").iterdir()
+    verdict = next(line for line in out.splitlines() if "against the default 0.8" in line)
+    assert verdict.endswith(f"CSV: {run_dir / 'submission.csv'}")
+    revealed = int(re.search(r"with (\d+) revealed labels", verdict)[1])
+    assert 1 <= revealed <= 5
+    assert out.rstrip().splitlines()[-1].startswith("Seconds per stage")

@@ -470,3 +470,33 @@ def test_a_student_started_from_the_teacher_predicts_as_its_chosen_head():
         self_training.chosen_head_state(torch.nn.Linear(2, 2), head=0)
     with pytest.raises(ValueError, match="self_training.start must be one of pretrained, teacher"):
         self_training.SelfTrainingSettings(start="scratch")
+
+
+def test_no_student_is_trained_for_a_head_sure_of_enough_target_rows(tmp_path, monkeypatch):
+    """SignRule heads are sure (probability ~1) of every noiseless toy row: with
+    skip_if_sure_of the probabilities stay the head's and no student is fitted; a head sure of
+    too few rows still gets its student."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    choice = choice_revealing(datamodule, (0,), [1.0, 0.5])
+    fitted = []
+    monkeypatch.setattr(
+        self_training, "_fit_student", lambda *args: fitted.append(args) or SignRule([0])
+    )
+    result = self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, choice, skip_if_sure_of=0.99
+    )
+    assert not fitted and result.summary["used"] is False
+    assert (
+        result.summary["skipped_because"] == "the chosen head is sure of 100.0% of the target rows"
+    )
+    np.testing.assert_array_equal(result.probs, probs)
+    unsure = probs.copy()
+    unsure[: len(unsure) // 2, 0] = [0.6, 0.4]  # unsure of half the rows
+    self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, unsure, choice, skip_if_sure_of=0.99
+    )
+    assert len(fitted) == 1
+    with pytest.raises(ValueError, match="skip_if_sure_of must be in"):
+        self_training.SelfTrainingSettings(skip_if_sure_of=1.5)

@@ -39,7 +39,8 @@ class Report:
         class_balance_bound: bool = True,
         overwrite: bool = False,
     ):
-        self.path = Path(submission_path).with_suffix(".report.json")
+        self.csv = Path(submission_path)
+        self.path = self.csv.with_suffix(".report.json")
         self.default_score, self.exercise_id = default_score, exercise_id
         self.class_balance_bound, self.overwrite = class_balance_bound, overwrite
 
@@ -73,7 +74,8 @@ class Report:
         report["timings"] = {name: round(s, 3) for name, s in run.timings.items()}
         write_report(report, self.path, self.overwrite)
         log.info("Report written to %s", self.path)
-        announce(log, summary_line(report))  # the verdict, in the log and on the console
+        # The verdict and where the CSV is, in the log and on the console.
+        announce(log, f"{summary_line(report)} CSV: {self.csv.resolve()}")
         dashboards.log_report(run.trainer.loggers, report)
         return run
 

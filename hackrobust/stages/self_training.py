@@ -37,9 +37,10 @@ class SelfTraining:
             trunk_state=run.trunk_state, **self.settings,
         )  # fmt: skip
         run.probs, run.choice = result.probs, result.choice
-        if result.summary["holdout_accuracy"] is not None:
+        if result.summary.get("holdout_accuracy") is not None:
             run.metrics["self_training/holdout_acc"] = result.summary["holdout_accuracy"]
         run.metrics["self_training/used"] = float(result.summary["used"])
+        run.metrics["self_training/skipped"] = float("skipped_because" in result.summary)
         run.report_sections["self_training"] = result.summary
         if run.datamodule.data.has_answer_key:
             run.metrics |= answer_key_scores(result, run.datamodule)

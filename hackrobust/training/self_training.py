@@ -185,6 +185,9 @@ def _agreement(predicted: np.ndarray, revealed: dict[int, int]) -> float | None:
 
 # What a student may start from (`SelfTrainingSettings.start`).
 STARTS = ("pretrained", "teacher")
+# The largest probability from which a head counts as sure of a row: FixMatch's confidence
+# threshold (Sohn et al., NeurIPS 2020).
+SURE = 0.95
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,9 @@ class SelfTrainingSettings:
         fit's epochs (the cosine one) follows them.
     start: what each student starts from: "pretrained", the pretrained trunk when the run has
         one (else fresh weights), or "teacher", the teacher's trunk and chosen head.
+    skip_if_sure_of: train no student when the chosen head is sure (largest probability at
+        least `SURE`) of at least this share of the target rows: its pseudo-labels would teach
+        the student nothing the head does not already say. None: always train one.
     """
 
     # In the order the report shows them.
@@ -222,8 +228,14 @@ class SelfTrainingSettings:
     epochs: int | None = None
     balance_groups: bool = False
     start: str = "pretrained"
+    skip_if_sure_of: float | None = None
 
     def __post_init__(self):
+        if self.skip_if_sure_of is not None and not 0 < self.skip_if_sure_of <= 1:
+            raise ValueError(
+                f"self_training.skip_if_sure_of must be in (0, 1] or null, got "
+                f"{self.skip_if_sure_of}"
+            )
         if self.start not in STARTS:
             raise ValueError(
                 f"self_training.start must be one of {', '.join(STARTS)}, got {self.start!r}"
@@ -236,6 +248,15 @@ class SelfTrainingSettings:
             raise ValueError(
                 f"self_training.epochs must be at least 1 (or null), got {self.epochs}"
             )
+
+    def skip_reason(self, head_probs: np.ndarray) -> str | None:
+        """Why no student is needed for a head with these target probabilities (N, classes)."""
+        if self.skip_if_sure_of is None:
+            return None
+        sure = float(np.mean(head_probs.max(-1) >= SURE))
+        if sure < self.skip_if_sure_of:
+            return None
+        return f"the chosen head is sure of {sure:.1%} of the target rows"
 
     def summary(self) -> dict:
         """The settings as the report shows them (`fixmatch` as a plain dict)."""
@@ -268,6 +289,12 @@ def self_train(
         for q in (choice or {}).get("queries", [])
     }
     teacher_target = probs[:, head]
+    skipped = options.skip_reason(teacher_target)
+    if skipped:
+        log.info("Self-training: no student, %s", skipped)
+        summary = options.summary() | {"used": False, "skipped_because": skipped}
+        untaught = np.zeros(len(teacher_target), dtype=bool)
+        return SelfTrainingResult(probs, choice, summary, teacher_target, teacher_target, untaught)
     if options.start == "teacher":
         trunk_state = None  # the student starts from the teacher's weights instead
     trained = _train_rounds(
