@@ -235,6 +235,18 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "autoencoder's and the student's epochs) on the seeds the flagship was put together "
          "on; seconds per stage in the records (timings/<stage>)."],
     ),
+    "flagship-student-start": (
+        "the fast flagship's student on mnist_sum_bis: from the pretrained trunk or the teacher",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast", "flagship_fast_student30",
+         "flagship_fast_teacher10", "flagship_fast_teacher20",
+         "--datasets", "mnist_sum_bis", "--seeds", "0", "1", "2",
+         "--out", "experiments/results/hackathon_suite_student_start",
+         "--title", "The hackathon suite: where the fast flagship's student starts",
+         "--note", "The student of experiment=flagship_fast (15 epochs from the pretrained "
+         "trunk), trained 30 epochs, or started from the teacher's trunk and chosen head for "
+         "10 or 20; seed 0's variant runs were made as --extra overrides of "
+         "experiment/flagship_fast (each record's overrides), the same composed config."],
+    ),
     "flagship-fast-teacher": (
         "the fast flagship's next candidate: ten MNIST sets, tuning seeds 0-2 (resumes)",
         ["hackathon_suite.py", "--methods", "experiment/flagship_fast_teacher",

@@ -491,12 +491,14 @@ def test_no_student_is_trained_for_a_head_sure_of_enough_target_rows(tmp_path, m
     assert (
         result.summary["skipped_because"] == "the chosen head is sure of 100.0% of the target rows"
     )
+    assert result.summary["chosen_head_sure_share"] == 1.0
     np.testing.assert_array_equal(result.probs, probs)
     unsure = probs.copy()
     unsure[: len(unsure) // 2, 0] = [0.6, 0.4]  # unsure of half the rows
-    self_training.self_train(
+    result = self_training.self_train(
         student_recipe(cfg), datamodule, teacher, unsure, choice, skip_if_sure_of=0.99
     )
     assert len(fitted) == 1
+    assert result.summary["chosen_head_sure_share"] == pytest.approx(0.5, abs=0.02)
     with pytest.raises(ValueError, match="skip_if_sure_of must be in"):
         self_training.SelfTrainingSettings(skip_if_sure_of=1.5)

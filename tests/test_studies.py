@@ -166,7 +166,7 @@ def _recorded_runs() -> dict[str, list[str]]:
         for line in store.read_text().splitlines():
             record = json.loads(line) if line.strip() else {}
             method, overrides = record.get("method"), record.get("overrides", "").split()
-            if method in SUITE and overrides and not overrides[0].startswith("experiment="):
+            if method in SUITE and overrides and overrides[0] != f"experiment=suite/{method}":
                 latest[method] = overrides
     return latest
 

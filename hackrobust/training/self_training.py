@@ -249,12 +249,9 @@ class SelfTrainingSettings:
                 f"self_training.epochs must be at least 1 (or null), got {self.epochs}"
             )
 
-    def skip_reason(self, head_probs: np.ndarray) -> str | None:
-        """Why no student is needed for a head with these target probabilities (N, classes)."""
-        if self.skip_if_sure_of is None:
-            return None
-        sure = float(np.mean(head_probs.max(-1) >= SURE))
-        if sure < self.skip_if_sure_of:
+    def skip_reason(self, sure: float) -> str | None:
+        """Why no student is needed for a head sure of a share `sure` of the target rows."""
+        if self.skip_if_sure_of is None or sure < self.skip_if_sure_of:
             return None
         return f"the chosen head is sure of {sure:.1%} of the target rows"
 
@@ -289,12 +286,9 @@ def self_train(
         for q in (choice or {}).get("queries", [])
     }
     teacher_target = probs[:, head]
-    skipped = options.skip_reason(teacher_target)
-    if skipped:
-        log.info("Self-training: no student, %s", skipped)
-        summary = options.summary() | {"used": False, "skipped_because": skipped}
-        untaught = np.zeros(len(teacher_target), dtype=bool)
-        return SelfTrainingResult(probs, choice, summary, teacher_target, teacher_target, untaught)
+    sure = round(float(np.mean(teacher_target.max(-1) >= SURE)), 6)
+    if options.skip_reason(sure):
+        return _no_student(options, probs, choice, teacher_target, sure)
     if options.start == "teacher":
         trunk_state = None  # the student starts from the teacher's weights instead
     trained = _train_rounds(
@@ -306,7 +300,7 @@ def self_train(
     if options.blend:
         used_target = (used_target + teacher_target) / 2
         used_holdout = (used_holdout + teacher_holdout) / 2
-    summary = options.summary() | _summary(
+    summary = options.summary() | {"chosen_head_sure_share": sure} | _summary(
         trained, datamodule, revealed, (used_target, used_holdout),
         (teacher_target, teacher_holdout), options.balance_groups,
     )  # fmt: skip
@@ -324,6 +318,16 @@ def self_train(
     if choice is not None:
         result.choice = _student_choice(choice, head, summary["holdout_accuracy"], used_holdout)
     return result
+
+
+def _no_student(options, probs, choice, teacher_target, sure: float) -> SelfTrainingResult:
+    """The result when the chosen head is sure enough to need no student: its own."""
+    skipped = options.skip_reason(sure)
+    log.info("Self-training: no student, %s", skipped)
+    summary = options.summary() | {"chosen_head_sure_share": sure, "used": False,
+                                   "skipped_because": skipped}  # fmt: skip
+    untaught = np.zeros(len(teacher_target), dtype=bool)
+    return SelfTrainingResult(probs, choice, summary, teacher_target, teacher_target, untaught)
 
 
 @dataclass
