@@ -36,10 +36,19 @@ class Pretrain:
     ):
         check_settings(epochs, noise)  # refused here, before any training
         self.settings = {"epochs": epochs, "noise": noise, "lr": lr, "batch_size": batch_size}
-        self.kept = Path(ckpt_path).parent / TRUNK_FILE if ckpt_path else None
+        self.ckpt_path = ckpt_path
+
+    @property
+    def kept(self) -> Path | None:
+        """The trunk kept beside the checkpoint file the run resumes from, if there is one
+        (not for Lightning's "last" or "best" shortcuts)."""
+        if not (self.ckpt_path and Path(self.ckpt_path).is_file()):
+            return None
+        kept = Path(self.ckpt_path).parent / TRUNK_FILE
+        return kept if kept.is_file() else None
 
     def __call__(self, run: Run) -> Run:
-        if self.kept is not None and self.kept.is_file():
+        if self.kept is not None:
             log.info("Pretrained trunk read from %s, not trained again", self.kept)
             run.trunk_state = torch.load(self.kept, map_location="cpu", weights_only=True)
             for trunk in trunks_of(run.method.net):
