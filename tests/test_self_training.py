@@ -466,6 +466,11 @@ def test_a_student_started_from_the_teacher_predicts_as_its_chosen_head():
     student.load_state_dict(self_training.chosen_head_state(teacher, head=1))
     x = torch.randn(5, 1, 8, 8)
     torch.testing.assert_close(student(x)[:, 0], teacher(x)[:, 1])
+    mixed = self_training.chosen_head_state(teacher, head=2)  # one head per class pair
+    assert not any(key.startswith("heads.") for key in mixed)
+    fresh = auto((1, 8, 8), num_classes=3, num_heads=1, cnn_width=4, cnn_blocks=1).eval()
+    fresh.load_state_dict(mixed, strict=False)
+    torch.testing.assert_close(fresh.features(x), teacher.features(x))
     with pytest.raises(ValueError, match="start=teacher needs a trunk with heads"):
         self_training.chosen_head_state(torch.nn.Linear(2, 2), head=0)
     with pytest.raises(ValueError, match="self_training.start must be one of pretrained, teacher"):

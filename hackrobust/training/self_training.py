@@ -423,7 +423,9 @@ def _student_choice(choice: dict, head: int, holdout_accuracy: float, used_holdo
 
 
 def chosen_head_state(net: torch.nn.Module, head: int) -> dict:
-    """The weights of a one-head copy of the multi-head `net` that keeps its trunk and `head`."""
+    """The weights of a one-head copy of the multi-head `net` that keeps its trunk and `head`.
+    A mixed hypothesis (`head` past the heads: one head per class pair, with
+    `method.pair_switches`) is no one head: the copy keeps the trunk alone."""
     if not hasattr(net, "heads"):
         raise ValueError(
             f"self_training.start=teacher needs a trunk with heads; {type(net).__name__} has none "
@@ -432,6 +434,8 @@ def chosen_head_state(net: torch.nn.Module, head: int) -> dict:
     classes = net.num_classes
     rows = slice(head * classes, (head + 1) * classes)
     state = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("heads.")}
+    if head >= net.num_heads:
+        return state
     return state | {"heads.weight": net.heads.weight[rows].detach().clone(),
                     "heads.bias": net.heads.bias[rows].detach().clone()}  # fmt: skip
 
@@ -469,8 +473,10 @@ def _fit_student(
         num_heads=1,
         **settings,
     )
-    if start is not None:
-        student.net.load_state_dict(start)
+    if start is not None:  # the student's own head where `start` has none
+        missing, _ = student.net.load_state_dict(start, strict=False)
+        if any(not key.startswith("heads.") for key in missing):
+            raise KeyError(f"the teacher's weights lack {missing}")
     elif trunk_state is not None:
         trunks_of(student.net)[0].load_state_dict(trunk_state)
     student_data = copy.copy(datamodule)
