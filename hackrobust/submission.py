@@ -66,6 +66,15 @@ def write_atomically(path: str | os.PathLike, data: bytes, overwrite: bool) -> P
     return path
 
 
+def save_atomically(obj, path: str | os.PathLike, overwrite: bool) -> Path:
+    """`torch.save(obj)` to `path` the way `write_atomically` writes bytes."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_atomically(path, buffer.getvalue(), overwrite)
+
+
 def _publish_new(tmp: str, path: Path) -> None:
     """Move `tmp` to `path` only if `path` does not exist: a hard link fails if it appeared
     meanwhile. Where hard links are not supported, fall back to check-then-replace."""

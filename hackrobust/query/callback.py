@@ -14,7 +14,6 @@ and the chosen head's confidence on each held-out row (the target's come from th
 from __future__ import annotations
 
 import inspect
-import io
 import logging
 import os
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from hackrobust.methods.inference import target_probabilities, trunk_features
 from hackrobust.query.report import confidence
 from hackrobust.query.selection import choose_head
 from hackrobust.reveal import Revealer
-from hackrobust.submission import write_atomically
+from hackrobust.submission import save_atomically
 from hackrobust.utils.errors import UserError
 from hackrobust.utils.timing import TimedCallback
 
@@ -205,6 +204,4 @@ class ActiveQuery(TimedCallback, L.Callback):
         durably: the query runs after fit, when the checkpoints are already written."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
         checkpoint.setdefault("callbacks", {})[self.state_key] = self.state_dict()
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        write_atomically(path, buffer.getvalue(), overwrite=True)
+        save_atomically(checkpoint, path, overwrite=True)

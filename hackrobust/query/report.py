@@ -78,7 +78,7 @@ def upper_end(right: int, n: int) -> float:
     the 95% quantile of the Beta(1 + right, 1 + n - right) posterior, but 1 when every trial
     succeeded (as Brown, Cai and DasGupta's modified Jeffreys interval does, Statistical
     Science 2001): a rate of exactly 1 is then as likely as any, and must stay inside."""
-    return 1.0 if right >= n else float(stats.beta.ppf(0.95, 1 + right, 1 + n - right))
+    return 1.0 if right >= n else float(stats.beta.ppf(1 - TAIL, 1 + right, 1 + n - right))
 
 
 def confidence(probs: np.ndarray, kind: str = ATC_SCORE) -> np.ndarray:
@@ -194,23 +194,18 @@ def _decided_estimate(e: _Evidence, source: str):
     there. So unless P leaves under `TAIL` to the other head, the low end takes it wrong there."""
     asked = [e.predicted[d, e.head] == y for d, y in e.revealed.items() if not e.agrees[d]]
     right, P = sum(asked), e.posterior
-    cap = float(stats.beta(1 + right, 1 + len(asked) - right).ppf(0.95))
-    low_a, a, high_a = e.accuracy
+    cap = float(stats.beta(1 + right, 1 + len(asked) - right).ppf(1 - TAIL))
+    # (where the heads agree, where not) at the held-out accuracy's low end, point, high end
+    (low_agree, low_dis), (agree, dis), (high_agree, high_dis) = map(e.regions, e.accuracy)
 
-    def estimate(acc: float, disagreement: float) -> float:
-        return e.agree * e.regions(acc)[0] + (1 - e.agree) * disagreement
+    def estimate(where_agreeing: float, where_disagreeing: float) -> float:
+        return e.agree * where_agreeing + (1 - e.agree) * where_disagreeing
 
-    def where_disagreeing(acc: float) -> float:
-        return e.regions(acc)[1]
-
-    dis = where_disagreeing(a)
-    point = estimate(a, min(cap, P * dis + (1 - P) * (1 - dis)))
-    if P < 1 - TAIL:  # the other head may be the true one
-        low = estimate(low_a, 1 - where_disagreeing(high_a))
-    else:
-        low = estimate(low_a, min(cap, where_disagreeing(low_a)))
-    # The point is capped at the revealed rows' 95% quantile; the high end is not (`upper_end`).
-    high = estimate(high_a, min(upper_end(right, len(asked)), where_disagreeing(high_a)))
+    point = estimate(agree, min(cap, P * dis + (1 - P) * (1 - dis)))
+    # Unless the other head may be the true one, the chosen head is right as held out.
+    low = estimate(low_agree, 1 - high_dis if P < 1 - TAIL else min(cap, low_dis))
+    # The point is capped at the revealed rows' upper quantile; the high end is not (`upper_end`).
+    high = estimate(high_agree, min(upper_end(right, len(asked)), high_dis))
     basis = f"head agreement on the target set, {source}, head posterior, revealed labels"
     return point, (min(point, low, high), max(point, low, high)), basis
 
@@ -223,8 +218,8 @@ def _contradicted_estimate(e: _Evidence, source: str):
     lows, points, highs = (e.regions(acc)[0] for acc in e.accuracy)
     point = e.agree * points + (1 - e.agree) * float(beta.mean())
     interval = (
-        min(point, e.agree * lows + (1 - e.agree) * float(beta.ppf(0.05))),
-        max(point, e.agree * highs + (1 - e.agree) * float(beta.ppf(0.95))),
+        min(point, e.agree * lows + (1 - e.agree) * float(beta.ppf(TAIL))),
+        max(point, e.agree * highs + (1 - e.agree) * float(beta.ppf(1 - TAIL))),
     )
     basis = (
         "the chosen head contradicts a revealed label: its accuracy where the heads disagree"
@@ -253,7 +248,7 @@ def _revealed_only_estimate(e: _Evidence, heads: int):
             f"{e.posterior:.3f} < {DECIDED})"
         )
     high = upper_end(right, len(e.revealed))
-    return float(beta.mean()), (float(beta.ppf(0.05)), high), basis
+    return float(beta.mean()), (float(beta.ppf(TAIL)), high), basis
 
 
 def share_noise(class_prior, n: int) -> float:
@@ -275,9 +270,9 @@ def _class_balance(head_probs: np.ndarray, class_prior, classes: int) -> tuple[f
     }
 
 
-def _estimate(e: _Evidence, source: str, heads: int, consistent: bool):
+def _estimate(e: _Evidence, source: str, heads: int, consistent: bool, decided: bool):
     """(point, interval, basis) by the estimator that fits the evidence (module docstring)."""
-    if heads > 1 and e.posterior >= DECIDED and e.accuracy[1] is not None:
+    if heads > 1 and decided and e.accuracy[1] is not None:
         estimator = _decided_estimate if consistent else _contradicted_estimate
         return estimator(e, source)
     point, interval, basis = _revealed_only_estimate(e, heads)
@@ -306,7 +301,7 @@ def build_report(
     # One revealed label against the chosen head means no head is the true rule everywhere.
     consistent = not e.revealed or e.agreement[e.head] == 1.0
     decided = e.posterior >= DECIDED
-    point, interval, basis = _estimate(e, source, probs.shape[1], consistent)
+    point, interval, basis = _estimate(e, source, probs.shape[1], consistent, decided)
     balance = {}
     if class_prior is not None:
         bound, fields = _class_balance(probs[:, e.head], class_prior, len(label_values))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 
 import torch
 
 from hackrobust.stages.run import Run
-from hackrobust.submission import write_atomically
+from hackrobust.submission import save_atomically
 from hackrobust.training.pretrain import check_settings, pretrain_trunk, trunk_state, trunks_of
 
 log = logging.getLogger(__name__)
@@ -48,9 +47,10 @@ class Pretrain:
         return kept if kept.is_file() else None
 
     def __call__(self, run: Run) -> Run:
-        if self.kept is not None:
-            log.info("Pretrained trunk read from %s, not trained again", self.kept)
-            run.trunk_state = torch.load(self.kept, map_location="cpu", weights_only=True)
+        kept = self.kept
+        if kept is not None:
+            log.info("Pretrained trunk read from %s, not trained again", kept)
+            run.trunk_state = torch.load(kept, map_location="cpu", weights_only=True)
             for trunk in trunks_of(run.method.net):
                 trunk.load_state_dict(run.trunk_state)
             return run
@@ -58,7 +58,5 @@ class Pretrain:
         run.trunk_state = trunk_state(run.method.net)
         run.metrics["pretrain/loss"] = summary["loss"]
         if run.is_global_zero:
-            buffer = io.BytesIO()
-            torch.save(run.trunk_state, buffer)
-            write_atomically(run.output_dir / "checkpoints" / TRUNK_FILE, buffer.getvalue(), True)
+            save_atomically(run.trunk_state, run.output_dir / "checkpoints" / TRUNK_FILE, True)
         return run

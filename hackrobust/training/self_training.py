@@ -287,10 +287,9 @@ def self_train(
     }
     teacher_target = probs[:, head]
     sure = round(float(np.mean(teacher_target.max(-1) >= SURE)), 6)
-    if options.skip_reason(sure):
-        return _no_student(options, probs, choice, teacher_target, sure)
-    if options.start == "teacher":
-        trunk_state = None  # the student starts from the teacher's weights instead
+    skipped = options.skip_reason(sure)
+    if skipped:
+        return _no_student(options, probs, choice, teacher_target, sure, skipped)
     trained = _train_rounds(
         student, datamodule, teacher, head, teacher_target, sorted(revealed), trunk_state, options
     )
@@ -320,9 +319,8 @@ def self_train(
     return result
 
 
-def _no_student(options, probs, choice, teacher_target, sure: float) -> SelfTrainingResult:
+def _no_student(options, probs, choice, teacher_target, sure: float, skipped: str):
     """The result when the chosen head is sure enough to need no student: its own."""
-    skipped = options.skip_reason(sure)
     log.info("Self-training: no student, %s", skipped)
     summary = options.summary() | {"chosen_head_sure_share": sure, "used": False,
                                    "skipped_because": skipped}  # fmt: skip
@@ -351,6 +349,8 @@ def _train_rounds(
     current_target = teacher_target
     current_unlabeled = target_probabilities(teacher, unlabeled_x)[:, head]
     taught = np.zeros(len(target_x), dtype=bool)
+    # Every student of every round starts from the first teacher, when told to.
+    start = chosen_head_state(teacher.net, head) if options.start == "teacher" else None
     for round_ in range(options.rounds):
         next_target, ensemble, fold_rows, fold_groups = np.empty_like(current_target), [], [], []
         for predicted in target_folds(len(target_x), folds):
@@ -366,7 +366,6 @@ def _train_rounds(
             )
             fold_rows.append(len(train_set))
             fold_groups.append(groups)
-            start = chosen_head_state(teacher.net, head) if options.start == "teacher" else None
             fold_students = [
                 _fit_student(recipe, datamodule, train_set, trunk_state, fixmatch, weights, start)
                 for _ in range(options.students)
