@@ -275,6 +275,20 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "--note", "experiment=flagship as it was, for the seconds beside make study "
          "NAME=flagship-fast-teacher (run them one after the other on one machine)."],
     ),
+    "flagship-student-settling": (
+        "the candidate's students trained every epoch, scored after each (tuning seed 0)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_teacher",
+         "--datasets", "mnist_embed_456", "mnist_sum_bis", "mnist_sum", "mnist_constant_image",
+         "mnist_constant_image_random_row", "--seeds", "0",
+         "--extra", "trainer.enable_progress_bar=false", "self_training.skip_if_sure_of=null",
+         "--out", "experiments/results/hackathon_suite_student_settling",
+         "--title", "The hackathon suite: when the fast flagship's student settles",
+         "--note", "experiment=flagship_fast_teacher with every student trained all its 20 "
+         "epochs (no skip); each record holds the student's target accuracy after every epoch "
+         "(self_training/student_acc_epoch/<k>) and the share of target rows each epoch changed "
+         "(the report's self_training.changed_by_epoch), to choose self_training.settled_below. "
+         "Seed 0 is a tuning seed."],
+    ),
     "flagship-gpu": (
         "the flagship, unchanged, timed on a GPU on three sets (run it where a GPU is lent)",
         ["flagship_profile.py", "--datasets", "mnist_cc", "mnist_sum_bis", "mnist_embed",

@@ -82,6 +82,11 @@ def test_a_run_with_self_training_writes_the_students_labels_and_reports_it(tmp_
         + metrics["self_training/student_acc_untaught"] * (n_target - taught)
     ) / n_target
     assert split == pytest.approx(metrics["self_training/student_acc"])
+    # Its accuracy after each epoch, the last one the student's.
+    epochs = summary["student_epochs"][0]
+    assert epochs == len(summary["changed_by_epoch"]) == 2
+    last = metrics[f"self_training/student_acc_epoch/{epochs}"]
+    assert last == metrics["self_training/student_acc"]
     # The CSV: the used model's labels, and the revealed rows' labels (each relabeled one was
     # wrong and is now right).
     used = "student_acc" if summary["used"] else "chosen_head_acc"
@@ -507,3 +512,21 @@ def test_no_student_is_trained_for_a_head_sure_of_enough_target_rows(tmp_path, m
     assert result.summary["chosen_head_sure_share"] == pytest.approx(0.5, abs=0.02)
     with pytest.raises(ValueError, match="skip_if_sure_of must be in"):
         self_training.SelfTrainingSettings(skip_if_sure_of=1.5)
+
+
+def test_a_student_that_settles_stops_and_the_report_says_after_how_many_epochs(tmp_path):
+    """Every epoch counts as settled with settled_below near 1: the student stops after
+    settled_epochs of its 5; its classes per epoch come back for scoring."""
+    cfg, datamodule = noiseless_toy(tmp_path)
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    n_target = len(datamodule.target_set)
+    for settled_below, epochs in ((0.99, 2), (None, 5)):
+        result = self_training.self_train(
+            student_recipe(cfg), datamodule, teacher, probs, None,
+            epochs=5, settled_below=settled_below, settled_epochs=2,
+        )  # fmt: skip
+        assert result.summary["student_epochs"] == [epochs]
+        assert len(result.summary["changed_by_epoch"]) == epochs
+        assert result.epoch_classes.shape == (epochs + 1, n_target)
+        np.testing.assert_array_equal(result.epoch_classes[-1], result.student_probs.argmax(-1))

@@ -50,7 +50,7 @@ class SelfTraining:
 def answer_key_scores(result: SelfTrainingResult, datamodule) -> dict[str, float]:
     """For reading only: the student's and the chosen head's target accuracy, whichever was
     used, and the student's on the target rows it was taught the head's label for and on the
-    others, which it had to work out."""
+    others, which it had to work out; and the first student's after each epoch (0: before any)."""
     scores = {
         f"self_training/{name}": score_target(probs.argmax(-1), datamodule)["target/final_acc"]
         for name, probs in (
@@ -63,4 +63,6 @@ def answer_key_scores(result: SelfTrainingResult, datamodule) -> dict[str, float
     for name, rows in (("taught", result.taught), ("untaught", ~result.taught)):
         if rows.any():
             scores[f"self_training/student_acc_{name}"] = float(np.mean(hits[rows]))
+    for epoch, classes in enumerate(() if result.epoch_classes is None else result.epoch_classes):
+        scores[f"self_training/student_acc_epoch/{epoch}"] = float(np.mean(classes == truth))
     return scores

@@ -59,6 +59,7 @@ from hackrobust.methods import ERM, FixMatch
 from hackrobust.methods.inference import target_probabilities
 from hackrobust.query.report import confidence
 from hackrobust.training.pretrain import trunks_of
+from hackrobust.training.settling import PredictionsSettle
 from hackrobust.training.side_trainer import side_trainer
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,9 @@ class SelfTrainingResult:
     head_probs: np.ndarray  # (N_target, classes): the chosen head's, before self-training
     # (N_target,) bool: whether the students predicting the row trained on its pseudo-label
     taught: np.ndarray
+    # (epochs + 1, N_target): the last round's first student's classes before training and after
+    # each epoch, when it predicts every target row (one fold); else None
+    epoch_classes: np.ndarray | None = None
 
 
 def confident_rows(probs: np.ndarray, keep_fraction: float, exclude: np.ndarray) -> np.ndarray:
@@ -216,6 +220,9 @@ class SelfTrainingSettings:
     skip_if_sure_of: train no student when the chosen head is sure (largest probability at
         least `SURE`) of at least this share of the target rows: its pseudo-labels would teach
         the student nothing the head does not already say. None: always train one.
+    settled_below, settled_epochs: a student stops early once `settled_epochs` epochs in a row
+        each changed the class of at most a share `settled_below` of its target rows
+        (hackrobust/training/settling.py). None trains every epoch.
     """
 
     # In the order the report shows them.
@@ -229,8 +236,18 @@ class SelfTrainingSettings:
     balance_groups: bool = False
     start: str = "pretrained"
     skip_if_sure_of: float | None = None
+    settled_below: float | None = None
+    settled_epochs: int = 2
 
     def __post_init__(self):
+        if self.settled_below is not None and not 0 <= self.settled_below < 1:
+            raise ValueError(
+                f"self_training.settled_below must be in [0, 1) or null, got {self.settled_below}"
+            )
+        if self.settled_epochs < 1:
+            raise ValueError(
+                f"self_training.settled_epochs must be at least 1, got {self.settled_epochs}"
+            )
         if self.skip_if_sure_of is not None and not 0 < self.skip_if_sure_of <= 1:
             raise ValueError(
                 f"self_training.skip_if_sure_of must be in (0, 1] or null, got "
@@ -304,8 +321,9 @@ def self_train(
         (teacher_target, teacher_holdout), options.balance_groups,
     )  # fmt: skip
     result = SelfTrainingResult(
-        probs, choice, summary, trained.target, teacher_target, trained.taught
-    )
+        probs, choice, summary, trained.target, teacher_target, trained.taught,
+        trained.epoch_classes(options.folds),
+    )  # fmt: skip
     rejected = _rejection(summary)
     if rejected:
         log.warning("Self-training: kept the chosen head; the student %s", rejected)
@@ -337,6 +355,12 @@ class _Rounds:
     fold_rows: list[int]  # per fold: each student's training rows
     fold_groups: list[int | None]  # per fold: the groups (balance_groups)
     taught: np.ndarray  # (N_target,) bool: the row's students trained on its pseudo-label
+    settling: list[PredictionsSettle]  # its students' classes per epoch
+
+    def epoch_classes(self, folds: int) -> np.ndarray | None:
+        """The first student's classes per epoch (`SelfTrainingResult.epoch_classes`)."""
+        classes = self.settling[0].classes
+        return np.stack(classes) if folds == 1 and classes else None
 
 
 def _train_rounds(
@@ -353,6 +377,7 @@ def _train_rounds(
     start = chosen_head_state(teacher.net, head) if options.start == "teacher" else None
     for round_ in range(options.rounds):
         next_target, ensemble, fold_rows, fold_groups = np.empty_like(current_target), [], [], []
+        settling = []
         for predicted in target_folds(len(target_x), folds):
             held_out = predicted.tolist() if folds > 1 else []
             excluded = sorted({*revealed, *held_out})
@@ -366,16 +391,23 @@ def _train_rounds(
             )
             fold_rows.append(len(train_set))
             fold_groups.append(groups)
-            fold_students = [
-                _fit_student(recipe, datamodule, train_set, trunk_state, fixmatch, weights, start)
-                for _ in range(options.students)
-            ]
+            fold_students = []
+            for _ in range(options.students):
+                settle = PredictionsSettle(
+                    target_x[predicted], options.settled_below, options.settled_epochs
+                )
+                fold_students.append(
+                    _fit_student(
+                        recipe, datamodule, train_set, trunk_state, fixmatch, weights, start, settle
+                    )  # fmt: skip
+                )
+                settling.append(settle)
             next_target[predicted] = _mean_probabilities(fold_students, target_x[predicted])
             ensemble += fold_students
         current_target = next_target
         current_unlabeled = _mean_probabilities(ensemble, unlabeled_x)
         log.info("Self-training round %d: %s training rows", round_ + 1, fold_rows)
-    return _Rounds(current_target, ensemble, fold_rows, fold_groups, taught)
+    return _Rounds(current_target, ensemble, fold_rows, fold_groups, taught, settling)
 
 
 def _summary(trained: _Rounds, datamodule, revealed, used, teacher, balance_groups) -> dict:
@@ -393,6 +425,8 @@ def _summary(trained: _Rounds, datamodule, revealed, used, teacher, balance_grou
         **({"training_rows_per_fold": trained.fold_rows} if folded else {}),
         **({"groups_per_fold": groups} if folded and balance_groups else {}),
         "taught_target_rows": int(trained.taught.sum()),
+        "student_epochs": [len(settle.changed) for settle in trained.settling],
+        "changed_by_epoch": [round(share, 5) for share in trained.settling[0].changed],
         "agreement_with_chosen_head": _share(used[0].argmax(-1), teacher[0].argmax(-1)),
         "holdout_accuracy": _share(used[1].argmax(-1), holdout_y),
         "chosen_head_holdout_accuracy": _share(teacher[1].argmax(-1), holdout_y),
@@ -452,6 +486,7 @@ def _fit_student(
     fixmatch: dict | None = None,
     weights: torch.Tensor | None = None,
     start: dict | None = None,
+    settle: PredictionsSettle | None = None,
 ) -> L.LightningModule:
     """A one-head model with the run's model, optimizer and trainer settings, from scratch (or
     from `trunk_state`, the pretrained trunk, when the run pretrained one; or from `start`, a
@@ -459,7 +494,8 @@ def _fit_student(
     `train_set`, or like FixMatch with `fixmatch` (its unlabeled batches: unlabeled and target);
     with `weights`, its rows are drawn in proportion to them.
 
-    It trains for the run's epochs and keeps the last; no logger (the run's is the teacher's).
+    It trains for the run's epochs (or until `settle` stops it) and keeps the last; no logger
+    (the run's is the teacher's).
     """
     settings = dict(fixmatch or {})
     unlabeled_batch_size = settings.pop("unlabeled_batch_size", None)
@@ -484,5 +520,8 @@ def _fit_student(
     student_data.with_unlabeled = student.uses_unlabeled
     student_data.unlabeled_with_target = True
     student_data.unlabeled_batch_size = unlabeled_batch_size or datamodule.unlabeled_batch_size
-    side_trainer(recipe.trainer, name="student").fit(student, datamodule=student_data)
+    callbacks = [settle] if settle is not None else []
+    side_trainer(recipe.trainer, name="student", callbacks=callbacks).fit(
+        student, datamodule=student_data
+    )
     return student

@@ -10,14 +10,17 @@ from hackrobust.utils.console import EpochProgress
 
 
 def side_trainer(
-    new_trainer: Callable[..., L.Trainer], name: str = "side fit", **overrides
+    new_trainer: Callable[..., L.Trainer],
+    name: str = "side fit",
+    callbacks: list[L.Callback] = (),
+    **overrides,
 ) -> L.Trainer:
     """A Trainer from `new_trainer` (the run's settings: device, precision, epochs...) without
     loggers, checkpoints or validation: the main run logs and selects; this stage only trains.
-    Its one callback logs each epoch's losses under `name`."""
+    Its callbacks: one that logs each epoch's losses under `name`, then `callbacks`."""
     options = dict(
         logger=False,
-        callbacks=[EpochProgress(name)],
+        callbacks=[EpochProgress(name), *callbacks],
         enable_checkpointing=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
