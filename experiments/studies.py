@@ -289,6 +289,10 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "(the report's self_training.changed_by_epoch), to choose self_training.settled_below. "
          "Seed 0 is a tuning seed."],
     ),
+    "student-settling": (
+        "where each settling rule would stop those students, and what it saves (trains nothing)",
+        ["student_settling.py"],
+    ),
     "flagship-gpu": (
         "the flagship, unchanged, timed on a GPU on three sets (run it where a GPU is lent)",
         ["flagship_profile.py", "--datasets", "mnist_cc", "mnist_sum_bis", "mnist_embed",

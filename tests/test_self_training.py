@@ -418,7 +418,7 @@ def test_taught_marks_the_target_rows_the_student_trained_on(tmp_path, monkeypat
 
 def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_path, monkeypatch):
     """`epochs` sets the students' epochs, not the run's; the cosine schedule's length, which
-    reads trainer.max_epochs, follows."""
+    reads trainer.max_epochs, follows. `lr` sets their learning rate."""
     import hydra
 
     cfg = compose_train(
@@ -436,12 +436,17 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
     )
 
     result = self_training.self_train(
-        student_recipe(cfg), datamodule, teacher, probs, None, epochs=3
+        student_recipe(cfg), datamodule, teacher, probs, None, epochs=3, lr=0.0125
     )
 
     recipe, student = fitted[0]
     assert student.trainer.current_epoch == 3 and result.summary["epochs"] == 3
     assert student.trainer.lr_scheduler_configs[0].scheduler.T_max == 3
+    # `lr` sets the students' learning rate, where the cosine schedule starts.
+    assert student.trainer.lr_scheduler_configs[0].scheduler.base_lrs == [0.0125]
+    assert result.summary["lr"] == 0.0125 and cfg.method.optimizer.lr != 0.0125
+    with pytest.raises(ValueError, match="self_training.lr must be positive"):
+        self_training.SelfTrainingSettings(lr=0)
     assert cfg.trainer.max_epochs == 1  # the run's own config is left alone
     assert student_recipe(cfg).trainer().max_epochs == 1  # and so are the run's settings
     with pytest.raises(ValueError, match="epochs must be at least 1"):

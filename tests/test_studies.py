@@ -422,3 +422,33 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
     assert "| revealed labels only | 1 | 0 | 0 | 100% | 0% | 0% |" in lines
     assert lines.count("| all | 4 | 3 | 1 | 50% | 25% | 25% |") == 2  # by basis, by study
     assert not any(line.startswith("| study_b ") for line in lines)  # no report: not counted
+
+
+def test_student_settling_tables_where_each_rule_stops_and_what_it_costs(tmp_path):
+    def record(dataset, changed, accuracy, seconds):
+        metrics = {f"self_training/student_acc_epoch/{k}": a for k, a in enumerate(accuracy)}
+        metrics["timings/self_training"] = seconds
+        report = {"self_training": {"changed_by_epoch": changed}}
+        return json.dumps({"dataset": dataset, "seed": 0, "metrics": metrics, "report": report})
+
+    records = tmp_path / "records.jsonl"
+    skipped = json.dumps({"dataset": "c", "seed": 0, "metrics": {}, "report": {}})
+    records.write_text("\n".join([
+        record("a", [0.1, 0.0, 0.0, 0.0], [0.9, 0.95, 0.96, 0.96, 0.97], 40.0),
+        record("b", [0.003, 0.003, 0.02, 0.0], [0.99, 0.99, 0.98, 0.99, 0.99], 8.0),
+        skipped,  # no student trained: not a trajectory
+    ]) + "\n")  # fmt: skip
+    out = tmp_path / "settling"
+    command = [sys.executable, str(EXPERIMENTS / "student_settling.py"), str(records),
+               "--out", str(out)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    lines = out.with_suffix(".md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| settled_below"))
+    assert "| a seed 0 (end 0.9700) | b seed 0 (end 0.9900) |" in header
+    assert "c seed 0" not in header
+    # Stop after 2 settled epochs in a row: a after epoch 3 (one epoch of 10 s saved, 0.01
+    # lost); b never settles under 0 change, so it trains all 4.
+    assert "| 0.0 | 2 | 3: 0.9600 | 4: 0.9900 | 10 | 0.0100 |" in lines
+    # Under 0.005: b stops after epoch 2 (2 epochs of 2 s saved), a after epoch 3.
+    assert "| 0.005 | 2 | 3: 0.9600 | 2: 0.9800 | 14 | 0.0100 |" in lines
+    assert "| a seed 0 | 1 | 0.1000 | 0.9500 |" in lines  # the trajectory, epoch by epoch

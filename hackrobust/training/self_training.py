@@ -82,6 +82,10 @@ class StudentRecipe:
             raise ValueError(f"self_training.epochs must be at least 1 (or null), got {epochs}")
         return replace(self, trainer=functools.partial(self.trainer, max_epochs=epochs))
 
+    def with_lr(self, lr: float) -> StudentRecipe:
+        """The same recipe with the optimizer's learning rate `lr` (the schedule scales it)."""
+        return replace(self, optimizer=functools.partial(self.optimizer, lr=lr))
+
 
 @dataclass
 class SelfTrainingResult:
@@ -223,6 +227,7 @@ class SelfTrainingSettings:
     settled_below, settled_epochs: a student stops early once `settled_epochs` epochs in a row
         each changed the class of at most a share `settled_below` of its target rows
         (hackrobust/training/settling.py). None trains every epoch.
+    lr: the students' learning rate (None: the run's optimizer's); the schedule scales it.
     """
 
     # In the order the report shows them.
@@ -238,12 +243,15 @@ class SelfTrainingSettings:
     skip_if_sure_of: float | None = None
     settled_below: float | None = None
     settled_epochs: int = 2
+    lr: float | None = None
 
     def __post_init__(self):
         if self.settled_below is not None and not 0 <= self.settled_below < 1:
             raise ValueError(
                 f"self_training.settled_below must be in [0, 1) or null, got {self.settled_below}"
             )
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"self_training.lr must be positive (or null), got {self.lr}")
         if self.settled_epochs < 1:
             raise ValueError(
                 f"self_training.settled_epochs must be at least 1, got {self.settled_epochs}"
@@ -297,6 +305,8 @@ def self_train(
     options = SelfTrainingSettings(**settings)
     if options.epochs is not None:
         student = student.with_epochs(options.epochs)
+    if options.lr is not None:
+        student = student.with_lr(options.lr)
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
