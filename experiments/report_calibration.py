@@ -9,8 +9,9 @@ Two counts per study and per estimate basis: the runs whose report said "submit"
 CSV scored below the default (a bad submission: worse than none), and how often the 90 %
 interval held the CSV's accuracy (its coverage). The records were written by the report code of
 their commit, so a study's rows say how that code's reports held, not today's; the first table
-counts only the records written since the report's rule last changed (`--since`, by default the
-newest commit that changed hackrobust/query/report.py).
+counts only the records of today's rule: reports that carry today's `rule_version`
+(hackrobust/query/report.py: RULE_VERSION), and older records written since the commit that
+brought that rule in (`--since`; RULE_INTRODUCED).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from hackrobust.query.report import RULE_VERSION
+
 RESULTS = Path(__file__).parent / "results"
+# The commit that brought each rule version in, for the records written before reports said it.
+RULE_INTRODUCED = {2: "a950c14"}
 # The start of each kind of `estimate_basis` (hackrobust/query/report.py), and its name here.
 BASES = {
     "head agreement": "heads told apart",
@@ -47,6 +52,7 @@ def scored_reports(results: Path) -> list[dict]:
             rows.append({
                 "study": store.stem,
                 "commit": record.get("commit", "unknown"),
+                "rule_version": report.get("rule_version"),
                 "basis": basis_of(report["estimate_basis"]),
                 "submitted": report["recommendation"] == "submit",
                 "below_default": accuracy < report["default_score"],
@@ -56,19 +62,20 @@ def scored_reports(results: Path) -> list[dict]:
     return rows
 
 
-def last_change(path: str = "hackrobust/query/report.py") -> str:
-    """The newest commit that changed `path`."""
-    done = subprocess.run(["git", "log", "-1", "--format=%h", "--", path],
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    return done.stdout.strip()
-
-
 @functools.cache
 def descends_from(commit: str, ancestor: str) -> bool:
     """Whether `commit` is `ancestor` or comes after it (False for an unknown commit)."""
     done = subprocess.run(["git", "merge-base", "--is-ancestor", ancestor, commit],
                           capture_output=True)  # fmt: skip
     return done.returncode == 0
+
+
+def of_todays_rule(row: dict, since: str) -> bool:
+    """Whether today's rule wrote the row's report: it says so, or (written before reports said
+    their rule) it was written at `since` or after."""
+    if row["rule_version"] is not None:
+        return row["rule_version"] == RULE_VERSION
+    return descends_from(row["commit"], since)
 
 
 def basis_of(text: str) -> str:
@@ -107,8 +114,8 @@ def main() -> None:
     rows = scored_reports(args.results)
     if not rows:
         sys.exit(f"no record with a report interval under {args.results}")
-    since = args.since or last_change()
-    current = [row for row in rows if descends_from(row["commit"], since)]
+    since = args.since or RULE_INTRODUCED[RULE_VERSION]
+    current = [row for row in rows if of_todays_rule(row, since)]
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     text = "\n".join([
         "# The reports against the truth: verdicts and 90 % intervals",
@@ -117,7 +124,7 @@ def main() -> None:
         "",
         f"Regenerate: `{command}` ({len(rows)} runs).",
         "",
-        f"## Today's rule: the {len(current)} runs written since {since}",
+        f"## Today's rule (version {RULE_VERSION}): {len(current)} runs, written since {since}",
         "",
         *(table(current, "basis") if current else ["None yet: run a study again."]),
         "",

@@ -299,6 +299,10 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "--epochs", "0", "--variants", "base", "channels_last", "--extra", "trainer=gpu",
          "--out", "experiments/results/flagship_gpu"],
     ),
+    "report-recheck": (
+        "every recorded run whose report said submit below the default, run again today",
+        ["report_recheck.py"],
+    ),
     "report-calibration": (
         "the reports' verdicts and 90% intervals against the truth, over every study's records",
         ["report_calibration.py"],

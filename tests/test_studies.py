@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from hackrobust.query.report import RULE_VERSION
+
 from helpers import TINY
 
 EXPERIMENTS = Path(__file__).parents[1] / "experiments"
@@ -394,9 +396,9 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
                           text=True, check=True, cwd=EXPERIMENTS).stdout.strip()  # fmt: skip
 
     def record(accuracy, interval, verdict, basis="head agreement on the target set, ...",
-               commit="0000000"):  # fmt: skip
+               commit="0000000", **rule_version):  # fmt: skip
         report = {"estimate_interval_90": interval, "estimate_basis": basis,
-                  "recommendation": verdict, "default_score": 0.8}  # fmt: skip
+                  "recommendation": verdict, "default_score": 0.8, **rule_version}  # fmt: skip
         metrics = {"target/final_acc": accuracy}
         return json.dumps({"report": report, "metrics": metrics, "commit": commit})
 
@@ -407,6 +409,10 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
             record(0.75, [0.85, 0.99], "submit"),  # a bad submit, below its interval
             record(0.97, [0.95, 0.99], "submit", commit=head),  # covered, today's rule
             record(1.0, [0.95, 0.99], "submit", commit=head),  # above, today's rule
+            # Reports that say their rule: today's counts wherever it was written; an older
+            # one does not, even when written after --since.
+            record(0.9, [0.85, 0.95], "submit", rule_version=RULE_VERSION),
+            record(0.9, [0.85, 0.95], "submit", commit=head, rule_version=RULE_VERSION - 1),
             record(0.6, [0.4, 0.9], "keep the default (do not submit)", "revealed labels only"),
         ]) + "\n"
     )  # fmt: skip
@@ -416,11 +422,11 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
                "--results", str(results), "--out", str(out), "--since", head]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=60, cwd=EXPERIMENTS)
     lines = out.with_suffix(".md").read_text().splitlines()
-    today = lines.index(f"## Today's rule: the 2 runs written since {head}")
-    assert lines[today + 4] == "| heads told apart | 2 | 2 | 0 | 50% | 50% | 0% |"
-    assert "| heads told apart | 3 | 3 | 1 | 33% | 33% | 33% |" in lines
+    today = lines.index(f"## Today's rule (version {RULE_VERSION}): 3 runs, written since {head}")
+    assert lines[today + 4] == "| heads told apart | 3 | 3 | 0 | 67% | 33% | 0% |"
+    assert "| heads told apart | 5 | 5 | 1 | 60% | 20% | 20% |" in lines
     assert "| revealed labels only | 1 | 0 | 0 | 100% | 0% | 0% |" in lines
-    assert lines.count("| all | 4 | 3 | 1 | 50% | 25% | 25% |") == 2  # by basis, by study
+    assert lines.count("| all | 6 | 5 | 1 | 67% | 17% | 17% |") == 2  # by basis, by study
     assert not any(line.startswith("| study_b ") for line in lines)  # no report: not counted
 
 
@@ -452,3 +458,35 @@ def test_student_settling_tables_where_each_rule_stops_and_what_it_costs(tmp_pat
     # Under 0.005: b stops after epoch 2 (2 epochs of 2 s saved), a after epoch 3.
     assert "| 0.005 | 2 | 3: 0.9600 | 2: 0.9800 | 14 | 0.0100 |" in lines
     assert "| a seed 0 | 1 | 0.1000 | 0.9500 |" in lines  # the trajectory, epoch by epoch
+
+
+def test_report_recheck_runs_each_bad_submit_again_once_and_tables_both_verdicts(tmp_path):
+    overrides = ["method=divdis", "dataset=toy", *TINY, "seed=3", "query=oracle",
+                 "trainer.max_epochs=1", "logger=none"]  # fmt: skip
+    old_report = {"recommendation": "submit", "default_score": 0.8,
+                  "estimate_interval_90": [0.9, 0.99]}  # fmt: skip
+
+    def record(accuracy, recommendation="submit"):
+        return json.dumps({
+            "dataset": "toy", "seed": 3, "method": "divdis", "commit": "0000000",
+            "overrides": shlex.join(overrides), "metrics": {"target/final_acc": accuracy},
+            "report": old_report | {"recommendation": recommendation},
+        })  # fmt: skip
+
+    results = tmp_path / "results"
+    results.mkdir()
+    # One bad submit; a good one and a kept default are not run again.
+    (results / "old_study.jsonl").write_text(
+        "\n".join([record(0.5), record(0.95), record(0.5, "keep the default")]) + "\n"
+    )
+    command = [sys.executable, str(EXPERIMENTS / "report_recheck.py"), "--results", str(results)]
+    for _ in range(2):  # the second time finds it done: resumable, nothing runs twice
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+    records = [json.loads(line) for line in (results / "report_recheck.jsonl").open()]
+    assert len(records) == 1
+    assert records[0]["then"] == {"study": "old_study", "commit": "0000000", "accuracy": 0.5,
+                                  "interval": [0.9, 0.99], "recommendation": "submit"}  # fmt: skip
+    assert records[0]["report"]["rule_version"] == RULE_VERSION
+    rows = [line for line in (results / "report_recheck.md").read_text().splitlines()
+            if line.startswith("| `method=divdis")]  # fmt: skip
+    assert len(rows) == 1 and "| 0000000 | 0.500 | [0.9, 0.99] | submit |" in rows[0]

@@ -62,6 +62,9 @@ ATC_SCORE = "max_probability"
 DECIDED = 0.9
 # Each tail of the 90% interval.
 TAIL = 0.05
+# The version of the rule behind the verdict and the interval, written into every report: raise
+# it with any change that can move either (experiments/report_calibration.py counts each alone).
+RULE_VERSION = 2
 
 
 def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
@@ -340,6 +343,7 @@ def build_report(
         "chosen_head_matches_every_revealed_label": consistent,
         "revealed_labels_decided": bool(decided),
         "recommendation": "submit" if submit else "keep the default (do not submit)",
+        "rule_version": RULE_VERSION,
     }
 
 
