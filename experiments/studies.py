@@ -266,6 +266,19 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "and unlabeled mix rate are drawn from the seed (dataset.generator.draw=true). "
          + FAST_TEACHER_NOTE],
     ),
+    "flagship-fast-settle-draws": (
+        "the settling candidate on random draws, fresh seeds 3-7 (never tuned on)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_settle",
+         "--datasets", "mnist", "--seeds", "3", "4", "5", "6", "7",
+         "--extra", "trainer.enable_progress_bar=false", "dataset.generator.draw=true",
+         "--out", "experiments/results/hackathon_suite_flagship_fast_settle_draws",
+         "--title", "The hackathon suite: the settling candidate on random draws",
+         "--note", "experiment=flagship_fast_settle: experiment=flagship_fast_teacher whose "
+         "students stop once two epochs in a row each changed at most 0.5 % of the target "
+         "rows' classes (rule chosen on seed 0: make study NAME=student-settling). Seeds 3 to "
+         "7 were never used to tune it; each set's label feature, digits and unlabeled mix "
+         "rate are drawn from the seed (dataset.generator.draw=true)."],
+    ),
     "flagship-fast-teacher-baseline": (
         "the flagship as it was, timed beside the candidate in its study (two sets, seed 0)",
         ["hackathon_suite.py", "--methods", "experiment/flagship",

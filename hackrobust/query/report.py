@@ -284,6 +284,19 @@ def _estimate(e: _Evidence, source: str, heads: int, consistent: bool, decided: 
     return point, interval, basis
 
 
+def _revealed_rows(queries: list[dict], predicted: np.ndarray) -> list[dict]:
+    """Each revealed label, with every head's prediction of its row."""
+    return [
+        {
+            "datum_id": q["datum_id"],
+            "label": q["label"],
+            "head_predictions": predicted[q["datum_id"]].tolist(),
+            "information_gain": q["information_gain"],
+        }
+        for q in queries
+    ]
+
+
 def build_report(
     choice: dict,
     probs: np.ndarray,
@@ -321,15 +334,7 @@ def build_report(
         "chosen_head": e.head,
         **({"chosen_rule": choice["hypotheses"][e.head]} if "hypotheses" in choice else {}),
         "head_posterior": choice["posterior"],
-        "revealed": [
-            {
-                "datum_id": q["datum_id"],
-                "label": q["label"],
-                "head_predictions": e.predicted[q["datum_id"]].tolist(),
-                "information_gain": q["information_gain"],
-            }
-            for q in choice["queries"]
-        ],
+        "revealed": _revealed_rows(choice["queries"], e.predicted),
         "labels_revealed": len(e.revealed),
         "head_agreement_with_revealed": e.agreement,
         "holdout_accuracy": holdout_accuracy,
