@@ -100,7 +100,7 @@ def table(rows: list[dict], key: str) -> list[str]:
         lines.append(
             f"| {name} | {n} | {sum(r['submitted'] for r in group)} "
             f"| {sum(r['submitted'] and r['below_default'] for r in group)} "
-            f"| {covered / n:.0%} | {above / n:.0%} | {(n - covered - above) / n:.0%} |"
+            f"| {covered} ({covered / n:.1%}) | {above / n:.1%} | {(n - covered - above) / n:.1%} |"
         )
     return lines
 

@@ -423,10 +423,10 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
     subprocess.run(command, check=True, capture_output=True, timeout=60, cwd=EXPERIMENTS)
     lines = out.with_suffix(".md").read_text().splitlines()
     today = lines.index(f"## Today's rule (version {RULE_VERSION}): 3 runs, written since {head}")
-    assert lines[today + 4] == "| heads told apart | 3 | 3 | 0 | 67% | 33% | 0% |"
-    assert "| heads told apart | 5 | 5 | 1 | 60% | 20% | 20% |" in lines
-    assert "| revealed labels only | 1 | 0 | 0 | 100% | 0% | 0% |" in lines
-    assert lines.count("| all | 6 | 5 | 1 | 67% | 17% | 17% |") == 2  # by basis, by study
+    assert lines[today + 4] == "| heads told apart | 3 | 3 | 0 | 2 (66.7%) | 33.3% | 0.0% |"
+    assert "| heads told apart | 5 | 5 | 1 | 3 (60.0%) | 20.0% | 20.0% |" in lines
+    assert "| revealed labels only | 1 | 0 | 0 | 1 (100.0%) | 0.0% | 0.0% |" in lines
+    assert lines.count("| all | 6 | 5 | 1 | 4 (66.7%) | 16.7% | 16.7% |") == 2  # by basis, by study
     assert not any(line.startswith("| study_b ") for line in lines)  # no report: not counted
 
 
