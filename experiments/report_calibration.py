@@ -9,9 +9,10 @@ Two counts per study and per estimate basis: the runs whose report said "submit"
 CSV scored below the default (a bad submission: worse than none), and how often the 90 %
 interval held the CSV's accuracy (its coverage). The records were written by the report code of
 their commit, so a study's rows say how that code's reports held, not today's; the first table
-counts only the records of today's rule: reports that carry today's `rule_version`
-(hackrobust/query/report.py: RULE_VERSION), and older records written since the commit that
-brought that rule in (`--since`; RULE_INTRODUCED).
+counts only the reports today's rule would write as they stand: those that carry today's
+`rule_version` (hackrobust/query/report.py: RULE_VERSION), and those of rule 2 whose estimate the
+class shares did not cap, the one thing rule 3 changed (rule 2 wrote every record since the
+commit `--since`, RULE_2_SINCE, even before reports said their rule).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from hackrobust.query.report import RULE_VERSION
+from hackrobust.query.report import CAPPED, RULE_VERSION
 
 RESULTS = Path(__file__).parent / "results"
-# The commit that brought each rule version in, for the records written before reports said it.
-RULE_INTRODUCED = {2: "a950c14"}
+# The rule `of_todays_rule` knows which earlier reports to count for.
+TODAYS_RULE = 3
+# The commit that brought rule 2 in: the records since, before reports said their rule, are its.
+RULE_2_SINCE = "a950c14"
 # The start of each kind of `estimate_basis` (hackrobust/query/report.py), and its name here.
 BASES = {
     "head agreement": "heads told apart",
@@ -53,6 +56,7 @@ def scored_reports(results: Path) -> list[dict]:
                 "study": store.stem,
                 "commit": record.get("commit", "unknown"),
                 "rule_version": report.get("rule_version"),
+                "capped": CAPPED in report["estimate_basis"],
                 "basis": basis_of(report["estimate_basis"]),
                 "submitted": report["recommendation"] == "submit",
                 "below_default": accuracy < report["default_score"],
@@ -71,11 +75,12 @@ def descends_from(commit: str, ancestor: str) -> bool:
 
 
 def of_todays_rule(row: dict, since: str) -> bool:
-    """Whether today's rule wrote the row's report: it says so, or (written before reports said
-    their rule) it was written at `since` or after."""
-    if row["rule_version"] is not None:
-        return row["rule_version"] == RULE_VERSION
-    return descends_from(row["commit"], since)
+    """Whether today's rule would write the row's report as it stands: it wrote it, or rule 2
+    did (it says so, or was written at `since` or after) and the class shares did not cap it."""
+    rule = row["rule_version"]
+    if rule is None and descends_from(row["commit"], since):
+        rule = 2
+    return rule == TODAYS_RULE or (rule == 2 and not row["capped"])
 
 
 def basis_of(text: str) -> str:
@@ -114,7 +119,10 @@ def main() -> None:
     rows = scored_reports(args.results)
     if not rows:
         sys.exit(f"no record with a report interval under {args.results}")
-    since = args.since or RULE_INTRODUCED[RULE_VERSION]
+    if RULE_VERSION != TODAYS_RULE:
+        sys.exit(f"error: report.py's rule is version {RULE_VERSION}; say in of_todays_rule "
+                 "which earlier reports it writes alike, then set TODAYS_RULE")  # fmt: skip
+    since = args.since or RULE_2_SINCE
     current = [row for row in rows if of_todays_rule(row, since)]
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     text = "\n".join([
@@ -124,7 +132,7 @@ def main() -> None:
         "",
         f"Regenerate: `{command}` ({len(rows)} runs).",
         "",
-        f"## Today's rule (version {RULE_VERSION}): {len(current)} runs, written since {since}",
+        f"## Today's rule (version {RULE_VERSION}): {len(current)} runs",
         "",
         *(table(current, "basis") if current else ["None yet: run a study again."]),
         "",

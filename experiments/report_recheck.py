@@ -8,7 +8,8 @@ than none) cannot be scored again by today's rule: they keep no probabilities. S
 again with its recorded overrides, one at a time, and recorded in `report_recheck.jsonl` beside
 what its report said then; `make study NAME=report-calibration` counts the new records with
 today's rule. The table sets the two verdicts side by side. Resumable: a run already in the
-store is not run again.
+store under today's report rule (`rule_version`) is not run again; one made under an earlier rule
+is, and its new record replaces the old.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hackathon_suite import append_record, commit_id, environment, load_records
+from hackathon_suite import commit_id, environment, load_records
+
+from hackrobust.query.report import RULE_VERSION
 
 RESULTS = Path(__file__).parent / "results"
 STORE = "report_recheck"
@@ -72,6 +75,15 @@ def rerun(old: dict, run_dir: Path) -> dict:
     }
 
 
+def replace_record(store: Path, record: dict) -> None:
+    """Write `record` to `store` in place of any record of the same overrides (whole file
+    rewritten through a temporary one, so an interruption loses nothing)."""
+    kept = [r for r in load_records(store) if r["overrides"] != record["overrides"]]
+    temporary = store.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(r) + "\n" for r in [*kept, record]))
+    temporary.replace(store)
+
+
 def verdict(recommendation: str) -> str:
     return "submit" if recommendation == "submit" else "keep the default"
 
@@ -101,13 +113,17 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     args = parser.parse_args()
     store = args.results / f"{STORE}.jsonl"
-    done = {record["overrides"] for record in load_records(store)}
+    done = {
+        r["overrides"]
+        for r in load_records(store)
+        if r["report"].get("rule_version") == RULE_VERSION
+    }
     todo = [old for old in bad_submits(args.results) if old["overrides"] not in done]
     for old in todo:
         print(f"{'would run' if args.dry_run else 'running'}: {old['overrides']}", flush=True)
         if not args.dry_run:
             with tempfile.TemporaryDirectory() as run_dir:
-                append_record(store, rerun(old, Path(run_dir) / "run"))
+                replace_record(store, rerun(old, Path(run_dir) / "run"))
     records = load_records(store)
     if records:
         text = (

@@ -176,6 +176,12 @@ def test_predicted_class_shares_bound_heads_that_are_wrong_together():
     assert true_accuracy <= bound + 1e-4 < 0.8  # a true bound, and below the default
     low, high = report["estimate_interval_90"]
     assert report["estimated_target_accuracy"] <= bound and low <= bound
+    # The cap is an upper bound, not a floor. It cut far more than the shares' noise: the
+    # evidence failed, so the low end falls to the revealed labels' alone (5 of 5: Beta(6, 1)).
+    uncapped = report["class_balance"]["uncapped_estimate"]
+    assert uncapped == blind["estimated_target_accuracy"] > bound + 0.1
+    assert low == pytest.approx(0.05 ** (1 / 6), abs=2e-4)
+    assert low <= true_accuracy  # the interval holds the accuracy the cap alone overstated
     assert high == pytest.approx(bound + 1.6449 * 0.5 * 2 * 0.5 / np.sqrt(len(probs)), abs=1e-4)
     assert report["recommendation"].startswith("keep the default")
 
@@ -254,3 +260,17 @@ def test_one_label_where_the_heads_disagree_never_makes_a_zero_width_submit():
     assert high - low > 0.2  # one label there cannot pin the accuracy down
     assert low < 0.77 < high
     assert report["recommendation"].startswith("keep the default")
+
+
+def test_a_cap_within_the_shares_noise_shifts_the_interval_and_a_larger_one_drops_its_low_end():
+    from hackrobust.query.report import _capped
+
+    # Cut 0.005, within the noise 0.01: the low end moves down by the cut, no further.
+    point, (low, high) = _capped(0.99, (0.97, 1.0), bound=0.985, slack=0.01, revealed_low=0.6)
+    assert (point, low, high) == pytest.approx((0.985, 0.965, 0.995))
+    # Cut 0.1: the evidence failed; the low end is the revealed labels' alone.
+    point, (low, high) = _capped(0.99, (0.97, 1.0), bound=0.89, slack=0.01, revealed_low=0.6)
+    assert (point, low, high) == pytest.approx((0.89, 0.6, 0.9))
+    # Under the bound: unchanged.
+    assert _capped(0.9, (0.85, 0.95), bound=0.97, slack=0.01, revealed_low=0.6) == (
+        0.9, (0.85, 0.95))  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hackrobust.query.report import RULE_VERSION
+from hackrobust.query.report import CAPPED, RULE_VERSION
 
 from helpers import TINY
 
@@ -409,10 +409,13 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
             record(0.75, [0.85, 0.99], "submit"),  # a bad submit, below its interval
             record(0.97, [0.95, 0.99], "submit", commit=head),  # covered, today's rule
             record(1.0, [0.95, 0.99], "submit", commit=head),  # above, today's rule
-            # Reports that say their rule: today's counts wherever it was written; an older
-            # one does not, even when written after --since.
+            # Reports that say their rule: today's counts wherever it was written; rule 1's
+            # does not, even when written after --since.
             record(0.9, [0.85, 0.95], "submit", rule_version=RULE_VERSION),
-            record(0.9, [0.85, 0.95], "submit", commit=head, rule_version=RULE_VERSION - 1),
+            record(0.9, [0.85, 0.95], "submit", commit=head, rule_version=1),
+            # Rule 2 capped by the class shares: today's rule would write another interval.
+            record(0.7, [0.74, 0.76], "keep the default (do not submit)",
+                   "head agreement on the target set, ...; " + CAPPED, commit=head),
             record(0.6, [0.4, 0.9], "keep the default (do not submit)", "revealed labels only"),
         ]) + "\n"
     )  # fmt: skip
@@ -422,11 +425,11 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
                "--results", str(results), "--out", str(out), "--since", head]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=60, cwd=EXPERIMENTS)
     lines = out.with_suffix(".md").read_text().splitlines()
-    today = lines.index(f"## Today's rule (version {RULE_VERSION}): 3 runs, written since {head}")
+    today = lines.index(f"## Today's rule (version {RULE_VERSION}): 3 runs")
     assert lines[today + 4] == "| heads told apart | 3 | 3 | 0 | 2 (66.7%) | 33.3% | 0.0% |"
-    assert "| heads told apart | 5 | 5 | 1 | 3 (60.0%) | 20.0% | 20.0% |" in lines
+    assert "| heads told apart | 6 | 5 | 1 | 3 (50.0%) | 16.7% | 33.3% |" in lines
     assert "| revealed labels only | 1 | 0 | 0 | 1 (100.0%) | 0.0% | 0.0% |" in lines
-    assert lines.count("| all | 6 | 5 | 1 | 4 (66.7%) | 16.7% | 16.7% |") == 2  # by basis, by study
+    assert lines.count("| all | 7 | 5 | 1 | 4 (57.1%) | 14.3% | 28.6% |") == 2  # by basis, by study
     assert not any(line.startswith("| study_b ") for line in lines)  # no report: not counted
 
 
@@ -490,3 +493,11 @@ def test_report_recheck_runs_each_bad_submit_again_once_and_tables_both_verdicts
     rows = [line for line in (results / "report_recheck.md").read_text().splitlines()
             if line.startswith("| `method=divdis")]  # fmt: skip
     assert len(rows) == 1 and "| 0000000 | 0.500 | [0.9, 0.99] | submit |" in rows[0]
+    # A recheck made under an earlier report rule is run again, its record replaced.
+    store = results / "report_recheck.jsonl"
+    stale = json.loads(store.read_text())
+    stale["report"]["rule_version"] = RULE_VERSION - 1
+    store.write_text(json.dumps(stale) + "\n")
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    records = [json.loads(line) for line in store.open()]
+    assert len(records) == 1 and records[0]["report"]["rule_version"] == RULE_VERSION

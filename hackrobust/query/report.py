@@ -39,7 +39,11 @@ is right on at most sum_c min(p_c, q_c) = 1 - TV(p, q) of them. Taking the label
 shares for p (`class_prior`; the hackathon's target sets keep them), the estimate and its interval
 are capped there (the high end only beyond the sampling noise of the target's shares). For
 example, a head that predicts class 1 on a quarter of the rows of a target whose two classes are
-balanced is right on at most three quarters of them, whatever the revealed labels said.
+balanced is right on at most three quarters of them, whatever the revealed labels said. A cap is
+an upper bound, not a floor: where it cuts the estimate, the evidence behind it was too high by at
+least the cut, so the low end moves down by as much; and a cut beyond the shares' sampling noise
+means that evidence failed somewhere, so the low end falls to the revealed labels' alone too. The
+report keeps the uncapped estimate beside it.
 """
 
 from __future__ import annotations
@@ -62,9 +66,11 @@ ATC_SCORE = "max_probability"
 DECIDED = 0.9
 # Each tail of the 90% interval.
 TAIL = 0.05
+# What the estimate basis says when the class shares cap the estimate.
+CAPPED = "capped by the chosen head's predicted class shares"
 # The version of the rule behind the verdict and the interval, written into every report: raise
 # it with any change that can move either (experiments/report_calibration.py counts each alone).
-RULE_VERSION = 2
+RULE_VERSION = 3
 
 
 def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
@@ -261,6 +267,18 @@ def share_noise(class_prior, n: int) -> float:
     return Z90 * 0.5 * float(np.sqrt(prior * (1 - prior) / n).sum())
 
 
+def _capped(point: float, interval, bound: float, slack: float, revealed_low: float):
+    """(point, interval) under the class shares' accuracy `bound` (module docstring). The
+    target's shares are the labeled set's only up to sampling noise, `slack`: the high end may
+    pass the bound by that much, and a cut beyond it lowers the low end to `revealed_low`."""
+    cut = max(0.0, point - bound)
+    low = interval[0] - cut
+    if cut > slack:
+        low = min(low, revealed_low)
+    point = min(point, bound)
+    return point, (max(0.0, low), max(point, min(interval[1], bound + slack)))
+
+
 def _class_balance(head_probs: np.ndarray, class_prior, classes: int) -> tuple[float, dict]:
     """The accuracy the chosen head's predicted class shares allow (module docstring), and
     the report's fields on it."""
@@ -321,14 +339,14 @@ def build_report(
     balance = {}
     if class_prior is not None:
         bound, fields = _class_balance(probs[:, e.head], class_prior, len(label_values))
-        balance = {"class_balance": fields}
+        uncapped = {"uncapped_estimate": round(point, 4),
+                    "uncapped_interval": [round(end, 4) for end in interval]}  # fmt: skip
+        balance = {"class_balance": fields | uncapped}
         if point > bound:
-            basis += "; capped by the chosen head's predicted class shares"
-        # The target's class shares are the labeled set's only up to sampling noise: the high
-        # end may pass the bound by that much.
+            basis += f"; {CAPPED}"
+        revealed_low = _revealed_only_estimate(e, probs.shape[1])[1][0]
         slack = share_noise(class_prior, len(probs))
-        point = min(point, bound)
-        interval = (min(interval[0], bound), max(point, min(interval[1], bound + slack)))
+        point, interval = _capped(point, interval, bound, slack, revealed_low)
     submit = consistent and interval[0] >= default_score
     return {
         "chosen_head": e.head,
