@@ -302,6 +302,18 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "(the report's self_training.changed_by_epoch), to choose self_training.settled_below. "
          "Seed 0 is a tuning seed."],
     ),
+    "flagship-student-warmup": (
+        "the same students with a 2-epoch warm-up of their rate (tuning seed 0, two sets)",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_teacher",
+         "--datasets", "mnist_sum_bis", "mnist_constant_image_random_row", "--seeds", "0",
+         "--extra", "trainer.enable_progress_bar=false", "self_training.skip_if_sure_of=null",
+         "self_training.warmup_epochs=2",
+         "--out", "experiments/results/hackathon_suite_student_warmup",
+         "--title", "The hackathon suite: students whose rate warms up",
+         "--note", "As make study NAME=flagship-student-settling, but each student's rate "
+         "rises linearly over its first 2 epochs before the cosine schedule: whether the dip a "
+         "teacher-started student makes at the full rate goes. Seed 0 is a tuning seed."],
+    ),
     "student-settling": (
         "where each settling rule would stop those students, and what it saves (trains nothing)",
         ["student_settling.py"],

@@ -447,6 +447,37 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
     assert result.summary["lr"] == 0.0125 and cfg.method.optimizer.lr != 0.0125
     with pytest.raises(ValueError, match="self_training.lr must be positive"):
         self_training.SelfTrainingSettings(lr=0)
+    with pytest.raises(ValueError, match="self_training.warmup_epochs must be at least 0"):
+        self_training.SelfTrainingSettings(warmup_epochs=-1)
+
+
+def test_a_students_warmup_raises_its_rate_before_the_schedule(tmp_path, monkeypatch):
+    """With warmup_epochs 2 of 5, the rate climbs lr/3, 2 lr/3, then the cosine runs 3 epochs
+    from lr to zero."""
+    import hydra
+
+    cfg = compose_train(
+        [*offline_overrides("toy", tmp_path), "scheduler=cosine", "trainer.max_epochs=1"], tmp_path
+    )
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    teacher = SignRule([0, 1])
+    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    rates, real_fit = [], self_training.side_trainer
+
+    class Rates(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    monkeypatch.setattr(
+        self_training, "side_trainer",
+        lambda *args, callbacks=(), **kw: real_fit(*args, callbacks=[*callbacks, Rates()], **kw),
+    )  # fmt: skip
+    self_training.self_train(
+        student_recipe(cfg), datamodule, teacher, probs, None, epochs=5, lr=0.03, warmup_epochs=2
+    )
+    cosine = [0.03 * (1 + np.cos(np.pi * k / 3)) / 2 for k in range(3)]
+    assert rates == pytest.approx([0.01, 0.02, *cosine])
     assert cfg.trainer.max_epochs == 1  # the run's own config is left alone
     assert student_recipe(cfg).trainer().max_epochs == 1  # and so are the run's settings
     with pytest.raises(ValueError, match="epochs must be at least 1"):

@@ -76,6 +76,7 @@ class BaseMethod(Hypotheses, L.LightningModule):
         group_names: Sequence[str] | None = None,
         selection_diversity: float = 1.0,
         fit_tolerance: float = 0.02,
+        warmup_epochs: int = 0,
     ):
         super().__init__()
         # Plain Python types: Hydra passes lists as ListConfig, which checkpoints should not hold.
@@ -95,6 +96,9 @@ class BaseMethod(Hypotheses, L.LightningModule):
         self.register_buffer("chosen_head", torch.tensor(0))
         self.selection_diversity = selection_diversity
         self.fit_tolerance = fit_tolerance
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be at least 0, got {warmup_epochs}")
+        self.warmup_epochs = warmup_epochs
         self.best_heldout_accuracy: torch.Tensor | None = None
         self._build_metrics(num_classes, num_heads)
 
@@ -304,8 +308,16 @@ class BaseMethod(Hypotheses, L.LightningModule):
         }
 
     def _schedule(self, optimizer: torch.optim.Optimizer):
-        """The scheduler; one whose `T_max` is left null runs over this fit's epochs."""
-        factory = self.scheduler_factory
+        """The scheduler; one whose `T_max` is left null runs over this fit's epochs (after the
+        warm-up). With `warmup_epochs`, the rate first rises linearly to the optimizer's over
+        that many epochs (Goyal et al., "Accurate, Large Minibatch SGD", 2017), then follows it."""
+        factory, warmup = self.scheduler_factory, self.warmup_epochs
         if getattr(factory, "keywords", {}).get("T_max", 0) is None:
-            factory = functools.partial(factory, T_max=self.trainer.max_epochs)
-        return factory(optimizer=optimizer)
+            factory = functools.partial(factory, T_max=max(1, self.trainer.max_epochs - warmup))
+        schedule = factory(optimizer=optimizer)
+        if not warmup:
+            return schedule
+        rise = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1 / (warmup + 1), total_iters=warmup
+        )
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, schedule], [warmup])

@@ -68,12 +68,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StudentRecipe:
     """How each student is built and trained: the run's model factory, optimizer and schedule
-    (Hydra partials) and a factory of Trainers with the run's settings."""
+    (Hydra partials), a factory of Trainers with the run's settings, and the epochs of warm-up
+    before the schedule (BaseMethod._schedule)."""
 
     model: Callable
     optimizer: Callable
     scheduler: Callable | None
     trainer: Callable[..., L.Trainer]
+    warmup_epochs: int = 0
 
     def with_epochs(self, epochs: int) -> StudentRecipe:
         """The same recipe training `epochs` epochs; a schedule whose length is the fit's
@@ -228,6 +230,7 @@ class SelfTrainingSettings:
         each changed the class of at most a share `settled_below` of its target rows
         (hackrobust/training/settling.py). None trains every epoch.
     lr: the students' learning rate (None: the run's optimizer's); the schedule scales it.
+    warmup_epochs: the students' rate rises linearly to it over this many epochs first.
     """
 
     # In the order the report shows them.
@@ -244,6 +247,7 @@ class SelfTrainingSettings:
     settled_below: float | None = None
     settled_epochs: int = 2
     lr: float | None = None
+    warmup_epochs: int = 0
 
     def __post_init__(self):
         if self.settled_below is not None and not 0 <= self.settled_below < 1:
@@ -252,6 +256,10 @@ class SelfTrainingSettings:
             )
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"self_training.lr must be positive (or null), got {self.lr}")
+        if self.warmup_epochs < 0:
+            raise ValueError(
+                f"self_training.warmup_epochs must be at least 0, got {self.warmup_epochs}"
+            )
         if self.settled_epochs < 1:
             raise ValueError(
                 f"self_training.settled_epochs must be at least 1, got {self.settled_epochs}"
@@ -307,6 +315,7 @@ def self_train(
         student = student.with_epochs(options.epochs)
     if options.lr is not None:
         student = student.with_lr(options.lr)
+    student = replace(student, warmup_epochs=options.warmup_epochs)
     head = int(choice["head"]) if choice else int(teacher.chosen_head)
     revealed = {  # class indices of the revealed target rows
         q["datum_id"]: int(datamodule.to_class_index(np.array([q["label"]]))[0])
@@ -516,6 +525,7 @@ def _fit_student(
         input_shape=datamodule.input_shape,
         num_classes=datamodule.num_classes,
         num_heads=1,
+        warmup_epochs=recipe.warmup_epochs,
         **settings,
     )
     if start is not None:  # the student's own head where `start` has none
