@@ -84,9 +84,8 @@ def test_a_run_pretrains_the_trunk_and_the_student_starts_from_it(tmp_path, monk
         pretrained.append(real_state(net))
         return pretrained[-1]
 
-    def spy_fit_student(recipe, datamodule, train_set, state=None, fixmatch=None, weights=None,
-                        start=None):  # fmt: skip
-        student = real_fit_student(recipe, datamodule, train_set, state, fixmatch, weights, start)
+    def spy_fit_student(recipe, datamodule, train_set, state=None, *rest):
+        student = real_fit_student(recipe, datamodule, train_set, state, *rest)
         students.append(state)
         return student
 
