@@ -114,7 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=RESULTS / "report_calibration")
-    parser.add_argument("--since", default=None, help="the commit of the report's rule")
+    parser.add_argument("--since", default=RULE_2_SINCE,
+                        help="the commit from which records that do not say their rule are rule 2's")  # fmt: skip
     args = parser.parse_args()
     rows = scored_reports(args.results)
     if not rows:
@@ -122,8 +123,7 @@ def main() -> None:
     if RULE_VERSION != TODAYS_RULE:
         sys.exit(f"error: report.py's rule is version {RULE_VERSION}; say in of_todays_rule "
                  "which earlier reports it writes alike, then set TODAYS_RULE")  # fmt: skip
-    since = args.since or RULE_2_SINCE
-    current = [row for row in rows if of_todays_rule(row, since)]
+    current = [row for row in rows if of_todays_rule(row, args.since)]
     command = " ".join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     text = "\n".join([
         "# The reports against the truth: verdicts and 90 % intervals",

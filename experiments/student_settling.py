@@ -20,6 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hackrobust.training.settling import settled
+
 RESULTS = Path(__file__).parent / "results"
 RECORDS = RESULTS / "hackathon_suite_student_settling.jsonl"
 TOLERANCES = (0.0, 0.001, 0.002, 0.005, 0.01)
@@ -27,12 +29,12 @@ PATIENCES = (1, 2, 3)
 
 
 def stop_epoch(changed: list[float], tolerance: float, patience: int) -> int:
-    """The epoch `PredictionsSettle` stops after: the first with `patience` settled epochs
-    in a row up to it, or the last epoch."""
-    for epoch in range(patience, len(changed)):
-        if max(changed[epoch - patience : epoch]) <= tolerance:
-            return epoch
-    return len(changed)
+    """The epoch `PredictionsSettle` stops after: the first at which its rule (`settled`) holds,
+    or the last epoch."""
+    stops = (
+        epoch for epoch in range(1, len(changed)) if settled(changed[:epoch], tolerance, patience)
+    )
+    return next(stops, len(changed))
 
 
 def trajectories(records: Path) -> list[dict]:

@@ -416,9 +416,9 @@ def test_taught_marks_the_target_rows_the_student_trained_on(tmp_path, monkeypat
     assert 0 < result.summary["taught_target_rows"] < len(probs)
 
 
-def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_path, monkeypatch):
-    """`epochs` sets the students' epochs, not the run's; the cosine schedule's length, which
-    reads trainer.max_epochs, follows. `lr` sets their learning rate."""
+def toy_run_with_cosine(tmp_path):
+    """A one-epoch toy run's config with the cosine schedule, its data set up to fit, a
+    SignRule teacher reading both columns and its target probabilities."""
     import hydra
 
     cfg = compose_train(
@@ -427,7 +427,18 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.setup("fit")
     teacher = SignRule([0, 1])
-    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    return (
+        cfg,
+        datamodule,
+        teacher,
+        target_probabilities(teacher, datamodule.target_set.tensors["x"]),
+    )
+
+
+def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_path, monkeypatch):
+    """`epochs` sets the students' epochs, not the run's; the cosine schedule's length, which
+    reads trainer.max_epochs, follows. `lr` sets their learning rate."""
+    cfg, datamodule, teacher, probs = toy_run_with_cosine(tmp_path)
     real_fit_student, fitted = self_training._fit_student, []
     monkeypatch.setattr(
         self_training,
@@ -454,15 +465,7 @@ def test_students_train_for_their_own_epochs_and_a_cosine_schedule_follows(tmp_p
 def test_a_students_warmup_raises_its_rate_before_the_schedule(tmp_path, monkeypatch):
     """With warmup_epochs 2 of 5, the rate climbs lr/3, 2 lr/3, then the cosine runs 3 epochs
     from lr to zero."""
-    import hydra
-
-    cfg = compose_train(
-        [*offline_overrides("toy", tmp_path), "scheduler=cosine", "trainer.max_epochs=1"], tmp_path
-    )
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.setup("fit")
-    teacher = SignRule([0, 1])
-    probs = target_probabilities(teacher, datamodule.target_set.tensors["x"])
+    cfg, datamodule, teacher, probs = toy_run_with_cosine(tmp_path)
     rates, real_fit = [], self_training.side_trainer
 
     class Rates(L.Callback):

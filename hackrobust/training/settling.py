@@ -22,6 +22,13 @@ import torch
 from hackrobust.methods.inference import target_probabilities
 
 
+def settled(changed: list[float], tolerance: float, patience: int) -> bool:
+    """Whether the last `patience` epochs of `changed` (each epoch's share of rows whose class
+    it changed) each changed at most `tolerance`: the rule that stops a fit."""
+    recent = changed[-patience:]
+    return len(recent) == patience and max(recent) <= tolerance
+
+
 class PredictionsSettle(L.Callback):
     """Predict `x` with the fit's first head before training and after every epoch.
 
@@ -54,6 +61,5 @@ class PredictionsSettle(L.Callback):
         self._predict(pl_module)
         if self.tolerance is None or trainer.current_epoch + 1 >= trainer.max_epochs:
             return
-        recent = self.changed[-self.patience :]
-        if len(recent) == self.patience and max(recent) <= self.tolerance:
+        if settled(self.changed, self.tolerance, self.patience):
             self.stopped = trainer.should_stop = True
