@@ -279,6 +279,22 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "7 were never used to tune it; each set's label feature, digits and unlabeled mix "
          "rate are drawn from the seed (dataset.generator.draw=true)."],
     ),
+    "flagship-fast-halves": (
+        "the halves-apart candidate timed beside the settling one on the random-side sets' "
+        "draws, fresh seeds 3-4",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_settle",
+         "experiment/flagship_fast_halves", "--datasets", "mnist_constant_image_random_row",
+         "mnist_uniform_color_random_row", "mnist_uniform_color_low_mix_rate",
+         "--seeds", "3", "4",
+         "--extra", "trainer.enable_progress_bar=false", "dataset.generator.draw=true",
+         "--out", "experiments/results/hackathon_suite_flagship_fast_halves",
+         "--title", "The hackathon suite: convolutions on each half apart",
+         "--note", "experiment=flagship_fast_halves: experiment=flagship_fast_settle whose "
+         "convolutions see each half of a random-side image apart (model.halves_apart=true), "
+         "timed beside it in the same study, one run at a time. Seeds 3 and 4 were never used "
+         "to tune either; each set's label feature, digits and unlabeled mix rate are drawn "
+         "from the seed (dataset.generator.draw=true)."],
+    ),
     "flagship-fast-teacher-baseline": (
         "the flagship as it was, timed beside the candidate in its study (two sets, seed 0)",
         ["hackathon_suite.py", "--methods", "experiment/flagship",

@@ -108,6 +108,30 @@ def test_swap_halves_symmetry_makes_every_head_invariant():
     assert not torch.allclose(plain(x), plain(swap_halves(x)))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_halves_apart_is_invariant_and_convolves_each_half(channels_last):
+    torch.manual_seed(0)
+    net = auto(
+        (1, 28, 56), 2, 2, cnn_blocks=3, symmetry="swap_halves", halves_apart=True,
+        channels_last=channels_last,
+    ).eval()  # fmt: skip
+    widths = []
+    first_conv = net.trunk.trunk[0][0]
+    first_conv.register_forward_hook(lambda module, args, out: widths.append(args[0].shape))
+    x = torch.rand(5, 1, 28, 56)
+    torch.testing.assert_close(net(x), net(swap_halves(x)))
+    assert widths[0] == (10, 1, 28, 28)  # the five images' ten halves, once
+    assert not torch.allclose(net(x), net(torch.rand(5, 1, 28, 56)))
+    # The same weights under the same names as the averaged trunk: checkpoints load either way.
+    averaged = auto((1, 28, 56), 2, 2, cnn_blocks=3, symmetry="swap_halves").eval()
+    averaged.load_state_dict(net.state_dict())
+
+
+def test_halves_apart_needs_a_conv_trunk():
+    with pytest.raises(ValueError, match="halves_apart needs the small CNN"):
+        auto((56,), 2, symmetry="swap_halves", halves_apart=True)
+
+
 def test_symmetry_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown symmetry 'mirror'"):
         auto((1, 28, 56), 2, symmetry="mirror")

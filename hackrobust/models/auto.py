@@ -18,6 +18,7 @@ def auto(
     cnn_blocks: int = 2,
     cnn_hidden: int = 128,
     symmetry: str | None = None,
+    halves_apart: bool = False,
     channels_last: bool = False,
 ) -> MultiHeadClassifier:
     """`cnn_width`: the small CNN's first-block channels (its cost grows with the square).
@@ -29,6 +30,9 @@ def auto(
     `channels_last`: the small CNN's memory layout (see `small_cnn`).
 
     `symmetry`: make the trunk invariant to it (see `hackrobust.models.invariance`).
+
+    `halves_apart`: with `symmetry` swap_halves, the convolutions see each half of the image on
+    its own: the same invariance at half the convolutions (see `hackrobust.models.invariance`).
     """
     if len(input_shape) == 1:
         model = mlp(input_shape, num_classes, num_heads)
@@ -50,5 +54,5 @@ def auto(
             f"got input shape {tuple(input_shape)}"
         )
     if symmetry is not None:
-        model.trunk = SymmetrizedTrunk(model.trunk, symmetry)
+        model.trunk = SymmetrizedTrunk(model.trunk, symmetry, halves_apart)
     return model
