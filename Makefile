@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format demo sweep clean study
+.PHONY: help install test test-full lint format demo sweep clean study study-hierarchical
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 # command lines are in experiments/studies.py; ARGS are appended (e.g. ARGS="--jobs 4").
 study: $(STAMP) ## Run the study NAME=... (experiments/studies.py); without NAME, list them
 	@$(BIN)/python experiments/studies.py $(if $(NAME),$(NAME) $(ARGS),--list)
+
+study-hierarchical: $(STAMP) ## The hierarchical benchmark on EfficientNet-Lite0 features (resumable)
+	@$(BIN)/python experiments/studies.py hierarchical $(ARGS)
 
 clean: ## Remove run outputs and caches (not .venv, not the dataset cache)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache

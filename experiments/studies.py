@@ -214,8 +214,10 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
         "the HappyFaces benchmark (worse-head accuracy over mix rates)",
         ["happyfaces.py"],
     ),
-    "hierarchical": ("worst-K species accuracy per group-robust method",
-                     ["hierarchical_benchmark.py"]),
+    "hierarchical": ("worst-K species accuracy per group-robust method, on EfficientNet-Lite0's "
+                     "ImageNet features (make study-hierarchical)", ["hierarchical_benchmark.py"]),
+    "hierarchical-checkpoint": ("the same from a barely trained ResNet50 checkpoint (the harness)",
+                                ["hierarchical_benchmark.py", "--backbone", "checkpoint"]),
     "speed": ("Lightning against a plain PyTorch loop, same model and data",
               ["speed_study.py", "--epochs", "5"]),
     "erm": ("ERM on every dataset, 3 seeds", ["erm_baseline.py"]),

@@ -248,6 +248,14 @@ HIERARCHICAL = {  # the benchmark's methods: the method each config selects, and
     "jtt": ("JTT", {"method.identification_folds": 5, "method.identification_epochs": 5}),
     "dfr": ("DFR", {}),
     "logit_adjustment": ("LogitAdjustment", {"method.target_prior": "group_balanced"}),
+    "group_dro_balanced": (
+        "GroupDRO",
+        {
+            "method.ema": 0.9,
+            "dataset.sampler.class_temperature": 1,
+            "dataset.sampler.group_temperature": 1,
+        },
+    ),  # fmt: skip
 }
 
 

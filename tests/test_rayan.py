@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from hackrobust.hierarchy import features as features_module
+from hackrobust.hierarchy.backbones import efficientnet_lite0, resnet50_checkpoint
 from hackrobust.hierarchy.challenge_model import challenge_resnet50
 from hackrobust.hierarchy.datamodule import HierarchicalDataModule
 from hackrobust.hierarchy.export import (
@@ -380,3 +381,63 @@ def test_export_callback_refuses_existing_files_before_fit(tmp_path):
     with pytest.raises(FileExistsError, match="overwrite"):
         callback.setup(None, None, "fit")
     ExportChallengeWeights(tmp_path, overwrite=True).setup(None, None, "fit")
+
+
+# --- another frozen backbone: EfficientNet-Lite0's ImageNet weights from a package --------------
+
+
+def test_efficientnet_lite0_features_are_its_pooled_last_layer_on_its_own_scaling(tree, tmp_path):
+    backbone = efficientnet_lite0()
+    dm = datamodule(tree, head_only=True, backbone=backbone, cache_dir=tmp_path)
+    dm.setup()
+    assert dm.input_shape == (1280,) and dm.train_set.tensors["x"].shape[1] == 1280
+
+    # The package's classifier, on the same pooled features, gives the package model's logits.
+    from efficientnet_lite_pytorch import EfficientNet
+
+    full = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(backbone.weights))
+    row = int(dm.train_set.tensors["idx"][0])
+    with Image.open(dm.taxonomy.path(row)) as image:
+        resize = torchvision.transforms.Compose(
+            [torchvision.transforms.Resize(SIZE), torchvision.transforms.CenterCrop(SIZE)]
+        )
+        pixels = torchvision.transforms.functional.to_tensor(resize(image.convert("RGB")))
+    x = (pixels * 255 - 127) / 128  # the official Lite code's scaling
+    with torch.no_grad():
+        expected = full.eval()(x[None])[0]
+        got = full._fc(dm.train_set.tensors["x"][0])
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3)
+
+    # Its features are cached apart from another backbone's of the same images.
+    keys = {features_module.cache_key(b, dm.taxonomy, dm.feature_transform) for b in
+            (backbone, efficientnet_lite0(backbone.weights))}  # fmt: skip
+    assert len(keys) == 1
+    assert (
+        features_module.cache_key(
+            resnet50_checkpoint(backbone.weights), dm.taxonomy, dm.feature_transform
+        )
+        not in keys
+    )
+
+
+def test_linear_heads_on_lite0_features_write_the_worst_k_table_only(tree, tmp_path):
+    overrides = [
+        "experiment=rayan", f"dataset.path={tree}", "dataset.head_only=true",
+        "+dataset/backbone=efficientnet_lite0", "model=linear", f"dataset.image_size={SIZE}",
+        "dataset.num_workers=0", "trainer.max_epochs=1",
+    ]  # fmt: skip
+    # The challenge format needs a ResNet50: asked for, it is refused before training.
+    with pytest.raises(ValueError, match="submission=false"):
+        train(compose_train(overrides, tmp_path / "refused"))
+    assert not (tmp_path / "refused" / "checkpoints").exists()
+
+    cfg = compose_train(
+        [*overrides, "callbacks.export_challenge_weights.submission=false"], tmp_path
+    )
+    metrics, objects = train(cfg)
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"worst_k.md", "worst_k.json", "worst_k.png"} <= written
+    assert not {"submission.zip", "resnet.pth"} & written
+    assert objects["method"].net.heads.in_features == 1280
+    table = json.loads((tmp_path / "worst_k.json").read_text())
+    assert table["accuracy"] == pytest.approx(metrics["target/final_acc"])

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hackrobust.data.datamodule import check_source, stratified_holdout, unwrap_partials
 from hackrobust.data.in_memory import TensorDict, pass_through
+from hackrobust.hierarchy.backbones import FrozenBackbone, resnet50_checkpoint
 from hackrobust.hierarchy.dataset import (
     CHALLENGE_MEAN,
     CHALLENGE_STD,
@@ -104,8 +105,10 @@ class HierarchicalDataModule(L.LightningDataModule):
             temperature is set, training draws with `HierarchicalBalancedSampler` (an unset one
             is 0, natural frequencies), else it shuffles. Under DDP the Trainer needs
             ``use_distributed_sampler=False``: the loaders shard themselves.
-        head_only, backbone_checkpoint: serve the frozen backbone's features of
-            `backbone_checkpoint` (a torchvision resnet50 state_dict), cached in `cache_dir`.
+        head_only, backbone, backbone_checkpoint: serve a frozen backbone's features, cached in
+            `cache_dir`: `backbone` (a `FrozenBackbone`, e.g. EfficientNet-Lite0's, read with its
+            own normalisation), else the ResNet50 of `backbone_checkpoint` (a torchvision
+            resnet50 state_dict; see `hackrobust.hierarchy.backbones`).
         feature_device: where features are extracted (default: this process's GPU, else CPU).
         num_workers, pin_memory, persistent_workers: image loaders (num_workers None: the CPU
             cores this process may use; pin_memory None: on CUDA; persistent_workers None: when
@@ -131,6 +134,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         split_seed: int = 0,
         sampler: Mapping | None = None,
         head_only: bool = False,
+        backbone: FrozenBackbone | None = None,
         backbone_checkpoint: str | None = None,
         feature_device: str | None = None,
         num_workers: int | None = 0,
@@ -140,9 +144,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         verify: bool = False,
     ):
         super().__init__()
-        sampler = _checked_options(
-            path, generator, cache_dir, holdout_fraction, sampler, head_only, backbone_checkpoint
-        )
+        sampler = _checked_options(path, generator, cache_dir, holdout_fraction, sampler, head_only)
         self.path = Path(path).expanduser() if path is not None else None
         self.generator = generator
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
@@ -154,7 +156,14 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.holdout_fraction, self.split_seed = holdout_fraction, split_seed
         self.sampler = sampler
-        self.head_only, self.backbone_checkpoint = head_only, backbone_checkpoint
+        self.head_only = head_only
+        self.backbone = None
+        if head_only:
+            self.backbone = backbone or resnet50_checkpoint(backbone_checkpoint)
+            self.feature_transform = challenge_transforms(
+                train=False, size=image_size, padding=padding,
+                mean=tuple(self.backbone.mean or mean), std=tuple(self.backbone.std or std),
+            )  # fmt: skip
         self.feature_device = feature_device
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -293,8 +302,8 @@ class HierarchicalDataModule(L.LightningDataModule):
     def _features(self, taxonomy: Taxonomy) -> torch.Tensor:
         return cached_features(
             taxonomy,
-            self.backbone_checkpoint,
-            self.eval_transform,
+            self.backbone,
+            self.feature_transform,
             self.cache_dir,
             batch_size=self.eval_batch_size,
             num_workers=self.num_workers,
@@ -310,7 +319,9 @@ class HierarchicalDataModule(L.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (2048,) if self.head_only else (3, self.image_size, self.image_size)
+        if self.head_only:
+            return (self.backbone.feature_dim,)
+        return (3, self.image_size, self.image_size)
 
     @property
     def num_classes(self) -> int:
@@ -384,7 +395,6 @@ def _checked_options(
     holdout_fraction: float,
     sampler: Mapping | None,
     head_only: bool,
-    backbone_checkpoint: str | None,
 ) -> dict:
     """Refuse a configuration the datamodule cannot serve, saying which setting to change;
     return the sampler settings as a dict."""
@@ -392,11 +402,6 @@ def _checked_options(
     sampler = dict(sampler or {})
     if unknown := set(sampler) - set(SAMPLER_KEYS):
         raise ValueError(f"unknown sampler keys {sorted(unknown)}; use {SAMPLER_KEYS}")
-    if head_only and not backbone_checkpoint:
-        raise ValueError(
-            "head_only needs the backbone's weights: pass model.checkpoint=FILE (or "
-            "dataset.backbone_checkpoint=FILE), a torchvision resnet50 state_dict"
-        )
     if (head_only or generator is not None) and not cache_dir:
         raise ValueError("head_only and generator keep files in dataset.cache_dir: set it")
     return sampler

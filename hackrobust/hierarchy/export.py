@@ -200,6 +200,8 @@ class ExportChallengeWeights(L.Callback):
     Args:
         dirpath: the output folder.
         backbone_checkpoint: the backbone of a head-only model (its trunk is ``Identity``).
+        submission: write ``resnet.pth`` and ``submission.zip``; false for a model that is not
+            the challenge's ResNet50 (a head on another backbone's features): the table only.
         fractions: the K shares of the groups in the table.
         show: how many of the worst groups the table lists by name.
     """
@@ -209,23 +211,28 @@ class ExportChallengeWeights(L.Callback):
         dirpath: str | os.PathLike,
         backbone_checkpoint: str | os.PathLike | None = None,
         overwrite: bool = False,
+        submission: bool = True,
         fractions: Sequence[float] = FRACTIONS,
         show: int = 10,
     ):
         self.dirpath = Path(dirpath)
         self.backbone_checkpoint = backbone_checkpoint
         self.overwrite = overwrite
+        self.submission = submission
         self.fractions = tuple(fractions)
         self.show = show
         self.table: dict | None = None
         self._accuracy: list[GroupAccuracy] = []
 
     def outputs(self) -> list[Path]:
-        return [self.dirpath / name for name in (WEIGHTS, ZIP, *TABLES, CURVE)]
+        names = (WEIGHTS, ZIP) * self.submission + (*TABLES, CURVE)
+        return [self.dirpath / name for name in names]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # fail before training, not after
             _refuse_existing(self.outputs(), self.overwrite)
+            if self.submission and hasattr(pl_module, "net"):
+                _refuse_other_features(pl_module.net)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         num_groups = max(1, len(getattr(trainer.datamodule, "group_names", [])))
@@ -250,9 +257,10 @@ class ExportChallengeWeights(L.Callback):
             counts = trainer.strategy.reduce(counts, reduce_op="sum")
         if not trainer.is_global_zero:
             return
-        state = export_resnet50(pl_module.net, head, self.backbone_checkpoint)
-        path = write_submission_zip(state, self.dirpath, self.overwrite)
-        log.info("Wrote %s (head %d)", path, head)
+        if self.submission:
+            state = export_resnet50(pl_module.net, head, self.backbone_checkpoint)
+            path = write_submission_zip(state, self.dirpath, self.overwrite)
+            log.info("Wrote %s (head %d)", path, head)
         if not int(counts.sum()):
             log.warning("No labelled target rows: no worst-K table written")
             return
@@ -270,6 +278,17 @@ class ExportChallengeWeights(L.Callback):
                 logger.log_image(key="worst_k_curve", images=[str(curve)])
         worst = ", ".join(f"{k} {v['accuracy']:.4f}" for k, v in self.table["worst_k"].items())
         log.info("Worst-K accuracy on the target split: %s", worst)
+
+
+def _refuse_other_features(net: nn.Module) -> None:
+    """Stop before training a model whose heads do not read a ResNet50's 2048-d features."""
+    width = getattr(getattr(net, "heads", None), "in_features", FEATURE_DIM)
+    if width != FEATURE_DIM:
+        raise ValueError(
+            f"the challenge takes a ResNet50 with fc = Linear({FEATURE_DIM}, K), but this "
+            f"model's heads read {width}-d features: pass "
+            "callbacks.export_challenge_weights.submission=false for the worst-K table alone"
+        )
 
 
 def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:

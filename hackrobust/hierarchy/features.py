@@ -1,7 +1,7 @@
-"""The frozen backbone's 2048-d features of a split, extracted once and cached on disk.
+"""A frozen backbone's features of a split, extracted once and cached on disk.
 
-The head-only path trains linear heads on these. A cache file is keyed by the checkpoint's bytes,
-the split's image list and the transform, so a changed one of those is extracted anew; files are
+The head-only path trains linear heads on these. A cache file is keyed by the backbone's name and
+weights file's bytes, the split's image list and the transform, so a changed one of those is extracted anew; files are
 written atomically, so parallel jobs at worst extract the same features twice.
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from hackrobust.hierarchy.challenge_model import load_challenge_state, resnet50_backbone, split_fc
+from hackrobust.hierarchy.backbones import FrozenBackbone
 from hackrobust.hierarchy.dataset import HierarchicalDataset
 from hackrobust.hierarchy.taxonomy import Taxonomy
 
@@ -35,10 +35,11 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def cache_key(checkpoint: str | os.PathLike, taxonomy: Taxonomy, transform: Callable) -> str:
-    """sha256 of (checkpoint bytes, split root and image paths, the transform's repr)."""
+def cache_key(backbone: FrozenBackbone, taxonomy: Taxonomy, transform: Callable) -> str:
+    """sha256 of (backbone name, weights bytes, split root and image paths, the transform)."""
     digest = hashlib.sha256()
-    for part in (file_digest(checkpoint), str(taxonomy.root), repr(transform)):
+    parts = (backbone.name, file_digest(backbone.weights), str(taxonomy.root), repr(transform))
+    for part in parts:
         digest.update(part.encode() + b"\0")
     digest.update(taxonomy.paths.tobytes())
     return digest.hexdigest()
@@ -81,7 +82,7 @@ def extract_features(
 
 def cached_features(
     taxonomy: Taxonomy,
-    checkpoint: str | os.PathLike,
+    backbone: FrozenBackbone,
     transform: Callable,
     cache_dir: str | os.PathLike,
     batch_size: int = 256,
@@ -89,17 +90,18 @@ def cached_features(
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
     """The backbone features of `taxonomy` from ``cache_dir/features``, extracted on a miss."""
-    key = cache_key(checkpoint, taxonomy, transform)
+    key = cache_key(backbone, taxonomy, transform)
     path = Path(cache_dir).expanduser() / "features" / f"{key[:24]}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("key") == key and len(saved["features"]) == len(taxonomy):
             return saved["features"]
         log.warning("%s does not match this split; extracting again", path)
-    log.info("Extracting backbone features of %d images into %s", len(taxonomy), path)
-    backbone_state, _, _ = split_fc(load_challenge_state(checkpoint), source=str(checkpoint))
-    backbone = resnet50_backbone(backbone_state, str(checkpoint))
-    features = extract_features(backbone, taxonomy, transform, batch_size, num_workers, device)
+    log.info(
+        "Extracting %s features of %d images into %s", backbone.name, len(taxonomy), path
+    )  # fmt: skip
+    network = backbone.build()
+    features = extract_features(network, taxonomy, transform, batch_size, num_workers, device)
     _save_atomically({"key": key, "features": features}, path)
     return features
 
