@@ -297,6 +297,19 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "to tune either; each set's label feature, digits and unlabeled mix rate are drawn "
          "from the seed (dataset.generator.draw=true)."],
     ),
+    "flagship-fast-halves-draws": (
+        "the halves-apart candidate on random draws of all ten sets, fresh seeds 4-7",
+        ["hackathon_suite.py", "--methods", "experiment/flagship_fast_halves",
+         "--datasets", "mnist", "--seeds", "4", "5", "6", "7",
+         "--extra", "trainer.enable_progress_bar=false", "dataset.generator.draw=true",
+         "--out", "experiments/results/hackathon_suite_flagship_fast_halves_draws",
+         "--title", "The hackathon suite: the halves-apart candidate on random draws",
+         "--note", "experiment=flagship_fast_halves: experiment=flagship_fast_settle whose "
+         "convolutions see each half of a random-side image apart (model.halves_apart=true; "
+         "the same as flagship_fast_settle on the sets without a symmetry). Seeds 4 to 7 were "
+         "never used to tune it; each set's label feature, digits and unlabeled mix rate are "
+         "drawn from the seed (dataset.generator.draw=true)."],
+    ),
     "flagship-fast-teacher-baseline": (
         "the flagship as it was, timed beside the candidate in its study (two sets, seed 0)",
         ["hackathon_suite.py", "--methods", "experiment/flagship",
