@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from hackrobust.models import auto, mlp, resnet, small_cnn
-from hackrobust.models.invariance import swap_halves
+from hackrobust.models.invariance import SymmetrizedTrunk, swap_halves
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 28, 56), (3, 32, 64), (1, 64, 64)])
@@ -146,3 +146,18 @@ def test_random_side_datasets_declare_the_swap_symmetry(tmp_path):
         cfg = compose_train([f"dataset={name}"], tmp_path)
         assert cfg.dataset.symmetry == cfg.model.symmetry == "swap_halves"
     assert compose_train(["dataset=mnist_cc"], tmp_path).model.symmetry is None
+
+
+def test_the_halves_candidate_sees_halves_apart_only_where_a_symmetry_is_declared(tmp_path):
+    from hydra.utils import instantiate
+
+    from helpers import compose_train
+
+    def trunk(dataset):
+        cfg = compose_train(["experiment=flagship_fast_halves", f"dataset={dataset}"], tmp_path)
+        assert cfg.model.halves_apart is True
+        shape = (1, 28, 56) if "random_row" in dataset else (1, 28, 28)
+        return instantiate(cfg.model)(input_shape=shape, num_classes=2, num_heads=2).trunk
+
+    assert trunk("mnist_uniform_color_random_row").conv_count is not None
+    assert not isinstance(trunk("mnist_sum"), SymmetrizedTrunk)
