@@ -135,6 +135,8 @@ COSINE = "torch.optim.lr_scheduler.CosineAnnealingLR"
 NAME_SAYS = [
     ("divdis", "method._target_", "hackrobust.methods.DivDis"),
     ("divdis3", "method.num_heads", 3),
+    ("dbat", "method._target_", "hackrobust.methods.DBAT"),
+    ("imagenet_lite0", "model._target_", "hackrobust.models.efficientnet_lite.efficientnet_lite0"),
     ("topk", "method._target_", "hackrobust.methods.TopKDisagreement"),
     ("per_assignment", "method.per_assignment", True),
     ("low_mix", "method.mix_rate_lower_bound", 0.05),

@@ -181,6 +181,14 @@ def test_efficientnet_lite0_heads_read_imagenet_features_of_any_scaling():
     assert all(p.grad is None for p in net.trunk.features.parameters())
     assert net.heads.weight.grad is not None
     assert all(torch.equal(v, net.trunk.features.state_dict()[k]) for k, v in before.items())
+    # Still frozen where a method turns every parameter's requires_grad back on (D-BAT).
+    net.requires_grad_(True)
+    net(x).sum().backward()
+    assert all(p.grad is None for p in net.trunk.features.parameters())
+    # An input that wants a gradient (attribution maps) gets one through the backbone.
+    pixels = x.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(net(pixels)[:, 0, 1].sum(), pixels)
+    assert gradient.abs().sum() > 0
 
 
 def test_the_hackathon_allows_the_pretrained_backbone_on_humans_only(tmp_path):

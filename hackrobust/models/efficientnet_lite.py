@@ -63,7 +63,8 @@ class PretrainedTrunk(nn.Module):
     """Any image (B, C, H, W), C of 1 or 3, at any scale, into `LiteFeatures`: each image is
     mapped to [0, 1] by its own minimum and maximum (so a dataset's standardisation does not
     matter), grey repeated into RGB, resized to `image_size` (None: as it is), then scaled as
-    the Lite code does. `frozen`: the backbone's weights and batch-norm statistics never move."""
+    the Lite code does. `frozen`: the backbone's weights and batch-norm statistics never move,
+    and no gradient is computed through it."""
 
     def __init__(self, image_size: int | None = None, frozen: bool = True, weights=None):
         super().__init__()
@@ -88,7 +89,12 @@ class PretrainedTrunk(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if self.image_size is not None:
             x = F.interpolate(x, size=(self.image_size,) * 2, mode="bilinear", antialias=True)
-        return self.features((x - self.mean) / self.std)
+        # Frozen means no graph through the backbone, even where a method turns its members'
+        # requires_grad back on (D-BAT does, between turns), unless the input wants a gradient
+        # (attribution maps).
+        needs_graph = not self.frozen or x.requires_grad
+        with torch.set_grad_enabled(torch.is_grad_enabled() and needs_graph):
+            return self.features((x - self.mean) / self.std)
 
 
 def efficientnet_lite0(
