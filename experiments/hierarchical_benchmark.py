@@ -59,6 +59,8 @@ METHODS = [
     "dfr",
     "logit_adjustment",
     "group_dro_balanced",
+    "species_balanced",
+    "dfr_species_holdout",
 ]
 FRACTIONS = ("10%", "20%", "30%", "40%", "50%")
 DEFAULT_WORK_DIR = (

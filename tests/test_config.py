@@ -250,6 +250,11 @@ HIERARCHICAL = {  # the benchmark's methods: the method each config selects, and
     "jtt": ("JTT", {"method.identification_folds": 5, "method.identification_epochs": 5}),
     "dfr": ("DFR", {}),
     "logit_adjustment": ("LogitAdjustment", {"method.target_prior": "group_balanced"}),
+    "dfr_species_holdout": ("DFR", {"dataset.holdout_by": "group"}),
+    "species_balanced": (
+        "ERM",
+        {"dataset.sampler.class_temperature": 0, "dataset.sampler.group_temperature": 1},
+    ),
     "group_dro_balanced": (
         "GroupDRO",
         {

@@ -441,3 +441,16 @@ def test_linear_heads_on_lite0_features_write_the_worst_k_table_only(tree, tmp_p
     assert objects["method"].net.heads.in_features == 1280
     table = json.loads((tmp_path / "worst_k.json").read_text())
     assert table["accuracy"] == pytest.approx(metrics["target/final_acc"])
+
+
+def test_a_held_out_split_by_species_holds_every_species_with_two_images(tree):
+    by_class = datamodule(tree, holdout_by="class")
+    by_group = datamodule(tree, holdout_by="group")
+    by_class.setup(), by_group.setup()
+    sets = (by_group.train_set, by_group.holdout_set)
+    counts = np.bincount(torch.cat([s.tensors["group"] for s in sets]).numpy())
+    held = by_group.holdout_set.tensors["group"].unique().numpy()
+    assert set(np.flatnonzero(counts >= 2)) <= set(held)
+    assert len(held) > len(by_class.holdout_set.tensors["group"].unique())
+    with pytest.raises(ValueError, match="holdout_by"):
+        datamodule(tree, holdout_by="genus")

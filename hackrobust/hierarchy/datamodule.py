@@ -100,7 +100,9 @@ class HierarchicalDataModule(L.LightningDataModule):
         target_level, group_level: the class level (2: phylum) and the group level (7: species).
         image_size, padding, mean, std: the challenge transforms; training crops at random
             (`augment`), evaluation and feature extraction centre-crop.
-        holdout_fraction, split_seed: the stratified (by class) held-out "val" share of train.
+        holdout_fraction, split_seed: the stratified held-out "val" share of train.
+        holdout_by: what the held-out split is stratified by: "class", or "group" (every species
+            with two images or more gives at least one: what DFR's group-balanced refit needs).
         sampler: ``{class_temperature, group_temperature, num_samples, seed}``; when a
             temperature is set, training draws with `HierarchicalBalancedSampler` (an unset one
             is 0, natural frequencies), else it shuffles. Under DDP the Trainer needs
@@ -132,6 +134,7 @@ class HierarchicalDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         holdout_fraction: float = 0.1,
         split_seed: int = 0,
+        holdout_by: str = "class",
         sampler: Mapping | None = None,
         head_only: bool = False,
         backbone: FrozenBackbone | None = None,
@@ -155,6 +158,9 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.holdout_fraction, self.split_seed = holdout_fraction, split_seed
+        if holdout_by not in ("class", "group"):
+            raise ValueError(f"holdout_by is 'class' or 'group', got {holdout_by!r}")
+        self.holdout_by = holdout_by
         self.sampler = sampler
         self.head_only = head_only
         self.backbone = None
@@ -224,7 +230,8 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.group_names, group_ids = _group_ids((train, test), group_level)
         y = train.labels(level)
         group = _renumber(train, group_level, group_ids)
-        holdout = stratified_holdout(y, self.holdout_fraction, self.split_seed)
+        strata = y if self.holdout_by == "class" else group
+        holdout = stratified_holdout(strata, self.holdout_fraction, self.split_seed)
         test_labels = self._test_labels(train, test, group_ids, holdout)
         x_target = self._make_sets(train, test, test_labels, y, group, holdout)
         self.label_values = np.arange(train.num_classes(level))
