@@ -310,6 +310,15 @@ STUDIES: dict[str, tuple[str, list[str]]] = {
          "never used to tune it; each set's label feature, digits and unlabeled mix rate are "
          "drawn from the seed (dataset.generator.draw=true)."],
     ),
+    "humans-imagenet": (
+        "D-BAT on EfficientNet-Lite0's ImageNet features on humans, where the hackathon allows it",
+        ["hackathon_suite.py", "--methods", "dbat_imagenet_lite0", "--datasets", "humans",
+         "--out", "experiments/results/hackathon_suite_humans_imagenet",
+         "--title", "The hackathon suite: humans from ImageNet features",
+         "--note", "suite/dbat_imagenet_lite0: D-BAT's two heads on EfficientNet-Lite0's frozen "
+         "ImageNet features (model=efficientnet_lite0), which the hackathon allows on humans "
+         "only. D-BAT from scratch on the same set: experiments/results/hackathon_suite.md."],
+    ),
     "flagship-fast-teacher-baseline": (
         "the flagship as it was, timed beside the candidate in its study (two sets, seed 0)",
         ["hackathon_suite.py", "--methods", "experiment/flagship",
