@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-full lint format demo sweep clean study study-hierarchical
+.PHONY: help install test test-full lint format demo sweep clean study
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -47,8 +47,9 @@ sweep: $(STAMP) ## A small multirun: ERM over three seeds on the offline quickst
 study: $(STAMP) ## Run the study NAME=... (experiments/studies.py); without NAME, list them
 	@$(BIN)/python experiments/studies.py $(if $(NAME),$(NAME) $(ARGS),--list)
 
-study-hierarchical: $(STAMP) ## The hierarchical benchmark on EfficientNet-Lite0 features (resumable)
-	@$(BIN)/python experiments/studies.py hierarchical $(ARGS)
+# The same, spelt `make study-NAME` (e.g. make study-hierarchical).
+study-%: $(STAMP)
+	@$(BIN)/python experiments/studies.py $* $(ARGS)
 
 clean: ## Remove run outputs and caches (not .venv, not the dataset cache)
 	rm -rf logs outputs multirun .pytest_cache .ruff_cache
