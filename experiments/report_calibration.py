@@ -42,10 +42,14 @@ BASES = {
 
 
 def scored_reports(results: Path) -> list[dict]:
-    """One row per recorded run with a report interval and a target accuracy."""
-    rows = []
+    """One row per recorded run with a report interval and a target accuracy; a record that one
+    study copied from another (the same line) counts once."""
+    rows, seen = [], set()
     for store in sorted(results.glob("*.jsonl")):
         for line in store.read_text().splitlines():
+            if line in seen:
+                continue
+            seen.add(line)
             record = json.loads(line)
             report, metrics = record.get("report"), record.get("metrics", {})
             accuracy = metrics.get("target/final_acc", metrics.get("target/acc"))

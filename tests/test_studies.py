@@ -421,7 +421,11 @@ def test_report_calibration_counts_bad_submits_and_interval_coverage(tmp_path):
             record(0.6, [0.4, 0.9], "keep the default (do not submit)", "revealed labels only"),
         ]) + "\n"
     )  # fmt: skip
-    (results / "study_b.jsonl").write_text(json.dumps({"metrics": {"target/acc": 0.9}}) + "\n")
+    # A record another study copied as it was counts once.
+    copied = record(0.75, [0.85, 0.99], "submit")
+    (results / "study_b.jsonl").write_text(
+        json.dumps({"metrics": {"target/acc": 0.9}}) + "\n" + copied + "\n"
+    )
     out = tmp_path / "calibration"
     command = [sys.executable, str(EXPERIMENTS / "report_calibration.py"),
                "--results", str(results), "--out", str(out), "--since", head]  # fmt: skip
