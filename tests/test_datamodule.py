@@ -120,6 +120,7 @@ def test_a_parallel_writer_of_the_same_dataset_is_not_an_error(tmp_path, monkeyp
     import tempfile
 
     from hackrobust.data import layout
+    from hackrobust.utils import folders
 
     dm = HackathonDataModule(generator=TOY, cache_dir=str(tmp_path))
     target = dm.generated_dir()
@@ -127,11 +128,11 @@ def test_a_parallel_writer_of_the_same_dataset_is_not_an_error(tmp_path, monkeyp
 
     def mkdtemp_then_lose_the_race(*args, **kwargs):
         made = real_mkdtemp(*args, **kwargs)
-        monkeypatch.setattr(layout.tempfile, "mkdtemp", real_mkdtemp)
+        monkeypatch.setattr(folders.tempfile, "mkdtemp", real_mkdtemp)
         layout.save_hackathon_dir(TOY(), target)  # the other process finishes first
         return made
 
-    monkeypatch.setattr(layout.tempfile, "mkdtemp", mkdtemp_then_lose_the_race)
+    monkeypatch.setattr(folders.tempfile, "mkdtemp", mkdtemp_then_lose_the_race)
     dm.prepare_data()
     dm.setup()
     assert len(dm.data.x_target) == 80

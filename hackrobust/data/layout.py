@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from hackrobust.utils.folders import new_folder
 
 X_LABELED = "X_labeled.npy"
 Y_LABELED = "y_labeled.npy"
@@ -73,9 +73,7 @@ def save_hackathon_dir(data: HackathonData, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.exists():
         raise FileExistsError(f"{path} already exists; remove it or choose another path.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with new_folder(path) as tmp:
         arrays = {
             X_LABELED: data.x_labeled,
             Y_LABELED: data.y_labeled,
@@ -89,13 +87,4 @@ def save_hackathon_dir(data: HackathonData, path: str | os.PathLike) -> Path:
             if array is not None:
                 np.save(tmp / name, array, allow_pickle=False)
         (tmp / METADATA).write_text(json.dumps(data.metadata, indent=2, sort_keys=True) + "\n")
-        try:
-            os.replace(tmp, path)
-        except OSError as error:  # a parallel writer got there first ("directory not empty")
-            if path.exists():
-                raise FileExistsError(f"{path} was written by another process meanwhile") from error
-            raise
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path

@@ -22,8 +22,6 @@ import csv
 import json
 import logging
 import os
-import shutil
-import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterable
@@ -33,6 +31,7 @@ import numpy as np
 
 from hackrobust.hierarchy.synthetic import long_tail_counts
 from hackrobust.hierarchy.taxonomy import NUM_LEVELS
+from hackrobust.utils.folders import new_folder
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +75,7 @@ def build_tinyimagenet_tree(
     if n_test < test_per_species:
         log.warning("test split cut to %d images per species (the smallest class)", n_test)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with new_folder(out) as tmp:
         with zipfile.ZipFile(source / ARCHIVE) as archive:
             records = _write_species(
                 archive, rng, zip(species, wnids, train_counts, strict=True), images, n_test, tmp
@@ -94,10 +91,6 @@ def build_tinyimagenet_tree(
             "species": records,
         }
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -33,8 +33,6 @@ import argparse
 import csv
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from pathlib import Path
 
 from hackrobust.hierarchy.tinyimagenet import ARCHIVE as SUBSET
 from hackrobust.hierarchy.tinyimagenet import HIERARCHY, INDEX
+from hackrobust.utils.folders import new_folder
 
 ROOT = "tiny-imagenet-200"
 ANIMAL, CHORDATE = "n00015388", "n01466257"
@@ -88,9 +87,7 @@ def build_tinyimagenet_source(
         )
         words = words_lines(read_member(source, "words.txt").decode(*TEXT), wnids)
         hierarchy = [hierarchy_row(wnid, k, wordnet_lookup) for k, wnid in enumerate(wnids)]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with new_folder(out) as tmp:
             write_subset_zip(source, [path for path, _, _ in members], tmp / SUBSET)
             class_idx = {wnid: k for k, wnid in enumerate(wnids)}
             index = [[path, split, wnid, class_idx[wnid]] for path, split, wnid in members]
@@ -99,10 +96,6 @@ def build_tinyimagenet_source(
             (tmp / "wnids.txt").write_bytes(read_member(source, "wnids.txt"))
             (tmp / "words_200.txt").write_text("".join(f"{line}\n" for line in words), *TEXT)
             (tmp / "val_annotations.txt").write_bytes(annotations)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
     return out
 
 
