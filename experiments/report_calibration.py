@@ -118,8 +118,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--out", type=Path, default=RESULTS / "report_calibration")
-    parser.add_argument("--since", default=RULE_2_SINCE,
-                        help="the commit from which records that do not say their rule are rule 2's")  # fmt: skip
+    parser.add_argument(
+        "--since",
+        default=RULE_2_SINCE,
+        help="the commit from which records that do not say their rule are rule 2's",
+    )
     args = parser.parse_args()
     rows = scored_reports(args.results)
     if not rows:

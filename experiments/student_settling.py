@@ -1,6 +1,7 @@
 """Where a settling rule would have stopped the self-training students, and what it would cost.
 
-    python experiments/student_settling.py [RECORDS.jsonl] [--out experiments/results/student_settling]
+    python experiments/student_settling.py [RECORDS.jsonl]
+        [--out experiments/results/student_settling]
 
 Trains nothing. Reads the records of students trained every epoch (`make study
 NAME=flagship-student-settling`): each holds the share of target rows every epoch changed

@@ -166,10 +166,9 @@ class HierarchicalDataModule(L.LightningDataModule):
         self.backbone = None
         if head_only:
             self.backbone = backbone or resnet50_checkpoint(backbone_checkpoint)
-            self.feature_transform = challenge_transforms(
-                train=False, size=image_size, padding=padding,
-                mean=tuple(self.backbone.mean or mean), std=tuple(self.backbone.std or std),
-            )  # fmt: skip
+            # The evaluation transform, in the backbone's own normalisation where it has one.
+            own = self.backbone.mean and {"mean": self.backbone.mean, "std": self.backbone.std}
+            self.feature_transform = challenge_transforms(train=False, **transform | (own or {}))
         self.feature_device = feature_device
         self.num_workers = len(os.sched_getaffinity(0)) if num_workers is None else num_workers
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory

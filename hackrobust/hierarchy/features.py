@@ -1,8 +1,9 @@
 """A frozen backbone's features of a split, extracted once and cached on disk.
 
 The head-only path trains linear heads on these. A cache file is keyed by the backbone's name and
-weights file's bytes, the split's image list and the transform, so a changed one of those is extracted anew; files are
-written atomically, so parallel jobs at worst extract the same features twice.
+weights file's bytes, the split's image list and the transform, so a changed one of those is
+extracted anew; files are written atomically, so parallel jobs at worst extract the same features
+twice.
 """
 
 from __future__ import annotations
